@@ -1,1 +1,32 @@
+//! Warren: an AMQP 0-9-1 message broker that speaks RabbitMQ's wire protocol.
+//!
+//! Start one in-process with [`Server::start`]; the `warren` binary does the
+//! same from command-line flags.
+//!
+//! Module map:
+//! - [`protocol`]: the wire: frames, methods, properties, field tables, reply codes.
+//! - [`connection`]: one task per socket: handshake, heartbeats, frame dispatch, the writer.
+//! - [`channel`]: per-channel state: publish assembly, confirms, tx, consumers, acks.
+//! - [`vhost`]: exchanges, queues and bindings of a virtual host, and routing.
+//! - [`exchange`]: direct, fanout, topic and headers routing.
+//! - [`queue`]: ready messages, consumers, delivery and settlement.
+//! - [`broker`]: virtual hosts, users, live connections.
+//! - [`auth`]: users and SASL mechanisms.
+//! - [`config`]: flags and environment variables.
+//! - [`server`]: the listener and the embeddable broker handle.
+
+pub mod auth;
+pub mod broker;
+pub mod channel;
+pub mod config;
+pub mod connection;
+pub mod exchange;
+pub mod message;
 pub mod protocol;
+pub mod queue;
+pub mod server;
+pub mod util;
+pub mod vhost;
+
+pub use config::Config;
+pub use server::Server;

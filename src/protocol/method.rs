@@ -195,7 +195,7 @@ pub fn decode(payload: &Bytes) -> Result<Method, AmqpError> {
         _ => {
             check_method_tables(class_id, method_id, &args).map_err(|_| cannot_decode())?;
             return match parse_class(&payload[..]) {
-                Ok((rest, class)) if rest.is_empty() => Ok(Method::Other(class)),
+                Ok(([], class)) => Ok(Method::Other(class)),
                 _ => Err(cannot_decode()),
             };
         }

@@ -1,0 +1,133 @@
+//! Publisher confirms: sequence numbers for a channel in confirm mode, and
+//! the coalescing of confirmations into as few `basic.ack` frames as possible.
+
+use std::collections::VecDeque;
+
+use crate::protocol::FrameBuf;
+use crate::protocol::method::put_confirm_args;
+
+/// The outcome of one published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not settled yet (waiting for the disk).
+    Pending,
+    Ack,
+    Nack,
+}
+
+/// Confirm-mode bookkeeping of one channel.
+#[derive(Debug)]
+pub struct Confirms {
+    next_seq: u64,
+    /// Unsent confirmations, in sequence order.
+    outstanding: VecDeque<(u64, Outcome)>,
+}
+
+impl Default for Confirms {
+    fn default() -> Self {
+        Confirms {
+            next_seq: 1,
+            outstanding: VecDeque::new(),
+        }
+    }
+}
+
+impl Confirms {
+    /// Number the next publish (numbers start at 1).
+    pub fn next_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+
+    /// Record the outcome of publish `seq`.
+    pub fn record(&mut self, seq: u64, outcome: Outcome) {
+        self.outstanding.push_back((seq, outcome));
+    }
+
+    /// Settle a pending publish.
+    pub fn settle(&mut self, seq: u64, outcome: Outcome) {
+        if let Ok(i) = self.outstanding.binary_search_by_key(&seq, |(s, _)| *s) {
+            self.outstanding[i].1 = outcome;
+        }
+    }
+
+    pub fn has_unsent(&self) -> bool {
+        !self.outstanding.is_empty()
+    }
+
+    /// Write the confirmations that can go out now. Settled publishes at the
+    /// front go in runs: a run of several acks (or nacks) is one frame with
+    /// `multiple` set, which is valid because everything before it is
+    /// already confirmed.
+    pub fn flush(&mut self, channel: u16, out: &mut FrameBuf) {
+        while let Some(&(first, outcome)) = self.outstanding.front() {
+            if outcome == Outcome::Pending {
+                return;
+            }
+            let mut last = first;
+            self.outstanding.pop_front();
+            while let Some(&(seq, next)) = self.outstanding.front() {
+                if next != outcome {
+                    break;
+                }
+                last = seq;
+                self.outstanding.pop_front();
+            }
+            let method_id = if outcome == Outcome::Ack { 80 } else { 120 };
+            let multiple = last != first;
+            // basic.nack's second bit (requeue) stays clear.
+            out.put_method(channel, 60, method_id, |b| {
+                put_confirm_args(b, last, multiple)
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::FrameCodec;
+    use bytes::BytesMut;
+    use tokio_util::codec::Decoder;
+
+    fn sent(confirms: &mut Confirms) -> Vec<(u16, u64, bool)> {
+        let mut out = FrameBuf::new();
+        confirms.flush(1, &mut out);
+        let mut buf = BytesMut::from(&out.take().concat()[..]);
+        let mut codec = FrameCodec::new(131072);
+        let mut frames = vec![];
+        while let Some(f) = codec.decode(&mut buf).unwrap() {
+            let p = &f.payload;
+            let method = u16::from_be_bytes([p[2], p[3]]);
+            let tag = u64::from_be_bytes(p[4..12].try_into().unwrap());
+            frames.push((method, tag, p[12] & 1 == 1));
+        }
+        frames
+    }
+
+    #[test]
+    fn consecutive_acks_become_one_multiple_ack() {
+        let mut c = Confirms::default();
+        for _ in 0..3 {
+            let seq = c.next_seq();
+            c.record(seq, Outcome::Ack);
+        }
+        assert_eq!(sent(&mut c), vec![(80, 3, true)]);
+        let seq = c.next_seq();
+        c.record(seq, Outcome::Ack);
+        assert_eq!(sent(&mut c), vec![(80, 4, false)]);
+    }
+
+    #[test]
+    fn nacks_split_runs_and_pending_holds_back() {
+        let mut c = Confirms::default();
+        c.record(1, Outcome::Ack);
+        c.record(2, Outcome::Nack);
+        c.record(3, Outcome::Pending);
+        c.record(4, Outcome::Ack);
+        assert_eq!(sent(&mut c), vec![(80, 1, false), (120, 2, false)]);
+        c.settle(3, Outcome::Ack);
+        assert_eq!(sent(&mut c), vec![(80, 4, true)]);
+    }
+}

@@ -1,0 +1,195 @@
+//! Consuming: `basic.qos`, `consume`, `cancel`, `get`, and settling
+//! deliveries with `ack`, `nack`, `reject` and `recover`.
+
+use std::sync::Arc;
+
+use amq_protocol::protocol::{AMQPClass, basic};
+use amq_protocol::types::ShortString;
+
+use super::{Channel, Session, Settle, settle_unacked};
+use crate::amqp_err;
+use crate::protocol::AmqpResult;
+use crate::protocol::method::put_get_ok_args;
+use crate::protocol::table::{as_i128, lookup, type_name};
+use crate::queue::{Consumer, ConsumerRemoval};
+use crate::util::generated_name;
+
+impl Channel {
+    pub(super) fn qos(
+        &mut self,
+        s: &Session,
+        prefetch_size: u32,
+        prefetch_count: u16,
+        global: bool,
+    ) -> AmqpResult<()> {
+        if prefetch_size != 0 {
+            return Err(amqp_err!(
+                NotImplemented,
+                "prefetch_size!=0 ({prefetch_size})"
+            ));
+        }
+        if global {
+            self.link.deliveries.lock().global_prefetch = prefetch_count;
+            // A larger channel limit may let waiting messages through.
+            self.resume_deliveries();
+        } else {
+            self.prefetch_count = prefetch_count;
+        }
+        s.send(
+            self.id,
+            AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
+        );
+        Ok(())
+    }
+
+    pub(super) fn consume(&mut self, s: &Session, consume: basic::Consume) -> AmqpResult<()> {
+        let queue_name = self.expand_queue_name(consume.queue.as_str())?;
+        let requested = consume.consumer_tag.as_str();
+        if self.consumers.contains_key(requested) {
+            return Err(amqp_err!(
+                NotAllowed,
+                "attempt to reuse consumer tag '{requested}'"
+            ));
+        }
+        let queue = s.vhost.queue_for(&queue_name, s.connection_id())?;
+        let priority = match lookup(&consume.arguments, "x-priority") {
+            None => 0,
+            Some(value) => match as_i128(value) {
+                Some(p) => p.clamp(i32::MIN as i128, i32::MAX as i128) as i32,
+                None => {
+                    return Err(amqp_err!(
+                        PreconditionFailed,
+                        "invalid arg 'x-priority' for {}: \"expected integer, got {}\"",
+                        queue.describe(),
+                        type_name(value)
+                    ));
+                }
+            },
+        };
+        let tag: Arc<str> = if requested.is_empty() {
+            Arc::from(generated_name("amq.ctag"))
+        } else {
+            Arc::from(requested)
+        };
+        let consumer = Arc::new(Consumer::new(
+            tag.clone(),
+            self.link.clone(),
+            consume.no_ack,
+            consume.exclusive,
+            self.prefetch_count,
+            priority,
+            consume.arguments,
+        ));
+        let (id, nowait) = (self.id, consume.nowait);
+        // consume-ok goes out under the queue lock, before the first delivery.
+        queue.add_consumer(consumer.clone(), || {
+            if !nowait {
+                s.send(
+                    id,
+                    AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                        consumer_tag: ShortString::from(tag.as_ref()),
+                    })),
+                );
+            }
+        })?;
+        self.consumers.insert(tag, (queue, consumer));
+        Ok(())
+    }
+
+    pub(super) fn cancel(&mut self, s: &Session, tag: &str, nowait: bool) {
+        if let Some((queue, consumer)) = self.consumers.remove(tag) {
+            if queue.remove_consumer(&consumer) == ConsumerRemoval::RemovedLastOfAutoDelete {
+                s.delete_queue(&queue);
+            }
+        }
+        if !nowait {
+            s.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::CancelOk(basic::CancelOk {
+                    consumer_tag: ShortString::from(tag),
+                })),
+            );
+        }
+    }
+
+    pub(super) fn get(&mut self, s: &Session, queue: &str, no_ack: bool) -> AmqpResult<()> {
+        let name = self.expand_queue_name(queue)?;
+        let queue = s.vhost.queue_for(&name, s.connection_id())?;
+        let link = &self.link;
+        let frame_max = s.handle.frame_max;
+        let got = queue.get(|message, remaining| {
+            let mut deliveries = link.deliveries.lock();
+            let tag = deliveries.next_tag();
+            let msg = message.message.clone();
+            s.handle.outbox.push(|out| {
+                out.put_method(link.id, 60, 71, |b| {
+                    put_get_ok_args(
+                        b,
+                        tag,
+                        message.redelivered,
+                        msg.exchange.as_bytes(),
+                        &msg.routing_key,
+                        remaining,
+                    )
+                });
+                out.put_content(link.id, msg.properties.raw(), &msg.body, frame_max);
+            });
+            if no_ack {
+                false
+            } else {
+                deliveries.record_get(tag, queue.clone(), message);
+                true
+            }
+        });
+        if !got {
+            s.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+            );
+        }
+        Ok(())
+    }
+
+    /// `basic.ack`, `nack` and `reject`.
+    pub(super) fn settle(
+        &mut self,
+        _s: &Session,
+        tag: u64,
+        multiple: bool,
+        how: Settle,
+    ) -> AmqpResult<()> {
+        let taken = {
+            let mut deliveries = self.link.deliveries.lock();
+            let taken = deliveries.take(tag, multiple)?;
+            if self.tx.is_none() {
+                deliveries.release(&taken);
+            }
+            taken
+        };
+        if let Some(tx) = &mut self.tx {
+            // Settled at commit; the credit stays taken until then.
+            tx.settle(how, taken);
+            return Ok(());
+        }
+        settle_unacked(taken, how);
+        if self.link.deliveries.lock().global_prefetch != 0 {
+            self.resume_deliveries();
+        }
+        Ok(())
+    }
+
+    /// `basic.recover` / `recover-async`: requeue every unacked delivery.
+    pub(super) fn recover(&mut self, _s: &Session, requeue: bool) -> AmqpResult<()> {
+        if !requeue {
+            return Err(amqp_err!(NotImplemented, "requeue=false"));
+        }
+        let taken = {
+            let mut deliveries = self.link.deliveries.lock();
+            let taken = deliveries.take_all();
+            deliveries.release(&taken);
+            taken
+        };
+        settle_unacked(taken, Settle::Requeue);
+        Ok(())
+    }
+}

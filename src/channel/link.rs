@@ -1,0 +1,186 @@
+//! The part of a channel that other connections' tasks touch: delivery tags,
+//! unacknowledged deliveries and the prefetch credit that gates them.
+//!
+//! A queue delivering to a consumer locks the consumer's [`Deliveries`],
+//! checks credit, takes the next delivery tag, records the delivery and
+//! writes the frames to the consumer's connection outbox, all in one short
+//! critical section. The owning connection task takes the same lock to
+//! settle acks, nacks and rejects.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::amqp_err;
+use crate::connection::handle::ConnectionHandle;
+use crate::message::QueuedMessage;
+use crate::protocol::AmqpResult;
+use crate::protocol::method::put_deliver_args;
+use crate::queue::{Consumer, Queue};
+
+/// One open channel as seen from outside its connection.
+#[derive(Debug)]
+pub struct ChannelLink {
+    pub id: u16,
+    pub conn: Arc<ConnectionHandle>,
+    pub deliveries: Mutex<Deliveries>,
+}
+
+impl ChannelLink {
+    pub fn new(id: u16, conn: Arc<ConnectionHandle>) -> Self {
+        ChannelLink {
+            id,
+            conn,
+            deliveries: Mutex::new(Deliveries::default()),
+        }
+    }
+
+    /// Write a `basic.deliver` with its content and record it as unacked
+    /// unless the consumer acknowledges automatically.
+    pub fn deliver(
+        &self,
+        deliveries: &mut Deliveries,
+        consumer: &Arc<Consumer>,
+        queue: &Arc<Queue>,
+        message: QueuedMessage,
+    ) {
+        let tag = deliveries.next_tag();
+        let msg = &message.message;
+        let frame_max = self.conn.frame_max;
+        self.conn.outbox.push(|out| {
+            out.put_method(self.id, 60, 60, |b| {
+                put_deliver_args(
+                    b,
+                    consumer.tag.as_bytes(),
+                    tag,
+                    message.redelivered,
+                    msg.exchange.as_bytes(),
+                    &msg.routing_key,
+                )
+            });
+            out.put_content(self.id, msg.properties.raw(), &msg.body, frame_max);
+        });
+        if !consumer.no_ack {
+            consumer.add_unacked();
+            deliveries.global_unacked += 1;
+            deliveries.unacked.push_back(Unacked {
+                tag,
+                queue: queue.clone(),
+                message,
+                consumer: Some(consumer.clone()),
+            });
+        }
+    }
+}
+
+/// A delivery awaiting `basic.ack`, `basic.nack` or `basic.reject`.
+#[derive(Debug)]
+pub struct Unacked {
+    pub tag: u64,
+    pub queue: Arc<Queue>,
+    pub message: QueuedMessage,
+    /// None for `basic.get`, which no prefetch limits.
+    pub consumer: Option<Arc<Consumer>>,
+}
+
+/// Delivery bookkeeping of one channel.
+#[derive(Debug)]
+pub struct Deliveries {
+    /// Cleared when the channel closes; a closed channel has no credit.
+    pub open: bool,
+    next_tag: u64,
+    /// Ordered by delivery tag.
+    unacked: VecDeque<Unacked>,
+    /// `basic.qos` with global=true: a limit shared by the channel's consumers.
+    pub global_prefetch: u16,
+    global_unacked: u32,
+}
+
+impl Default for Deliveries {
+    fn default() -> Self {
+        Deliveries {
+            open: true,
+            next_tag: 1,
+            unacked: VecDeque::new(),
+            global_prefetch: 0,
+            global_unacked: 0,
+        }
+    }
+}
+
+impl Deliveries {
+    /// The next delivery tag (tags start at 1 on every channel).
+    pub fn next_tag(&mut self) -> u64 {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        tag
+    }
+
+    /// Whether `consumer` may receive one more message now.
+    pub fn has_credit(&self, consumer: &Consumer, conn: &ConnectionHandle) -> bool {
+        if !self.open || !consumer.below_prefetch() {
+            return false;
+        }
+        if !consumer.no_ack
+            && self.global_prefetch != 0
+            && self.global_unacked >= self.global_prefetch as u32
+        {
+            return false;
+        }
+        conn.outbox.has_room()
+    }
+
+    /// Record a `basic.get` delivery that needs an ack.
+    pub fn record_get(&mut self, tag: u64, queue: Arc<Queue>, message: QueuedMessage) {
+        self.unacked.push_back(Unacked {
+            tag,
+            queue,
+            message,
+            consumer: None,
+        });
+    }
+
+    pub fn unacked_count(&self) -> usize {
+        self.unacked.len()
+    }
+
+    /// Take the deliveries an ack/nack/reject names, with RabbitMQ's rules:
+    /// tag 0 with `multiple` means all; otherwise the tag must be
+    /// outstanding, and `multiple` takes every tag up to it. An unknown tag
+    /// takes nothing and is a 406.
+    pub fn take(&mut self, tag: u64, multiple: bool) -> AmqpResult<Vec<Unacked>> {
+        if tag == 0 && multiple {
+            return Ok(self.unacked.drain(..).collect());
+        }
+        let index = self.unacked.binary_search_by_key(&tag, |u| u.tag);
+        match index {
+            Ok(i) if multiple => Ok(self.unacked.drain(..=i).collect()),
+            Ok(i) => Ok(self.unacked.remove(i).into_iter().collect()),
+            Err(_) => Err(amqp_err!(PreconditionFailed, "unknown delivery tag {tag}")),
+        }
+    }
+
+    /// Take every outstanding delivery (channel close, recover).
+    pub fn take_all(&mut self) -> Vec<Unacked> {
+        self.unacked.drain(..).collect()
+    }
+
+    /// Return credit for settled deliveries.
+    pub fn release(&mut self, settled: &[Unacked]) {
+        for u in settled {
+            if let Some(consumer) = &u.consumer {
+                consumer.sub_unacked();
+                self.global_unacked = self.global_unacked.saturating_sub(1);
+            }
+        }
+    }
+
+    /// Put deliveries back as unacked (a rolled-back transaction's acks).
+    pub fn restore(&mut self, items: Vec<Unacked>) {
+        for item in items {
+            let at = self.unacked.partition_point(|u| u.tag < item.tag);
+            self.unacked.insert(at, item);
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! Transactions: `tx.select`, `commit` and `rollback` over publishes and
+//! acknowledgements. Publishes are routed at commit; acknowledgements are
+//! taken off the unacked list at once (so a second ack of the same tag is
+//! an error, as in RabbitMQ) and settled at commit, or put back on rollback.
+
+use std::sync::Arc;
+
+use amq_protocol::protocol::{AMQPClass, tx};
+use bytes::Bytes;
+
+use super::link::Unacked;
+use super::{Channel, Session, Settle, settle_unacked};
+use crate::amqp_err;
+use crate::message::Message;
+use crate::protocol::AmqpResult;
+
+#[derive(Debug, Default)]
+pub(super) struct Tx {
+    publishes: Vec<(Bytes, bool, Arc<Message>)>,
+    settles: Vec<(Settle, Vec<Unacked>)>,
+}
+
+impl Tx {
+    pub(super) fn publish(&mut self, exchange: Bytes, mandatory: bool, message: Arc<Message>) {
+        self.publishes.push((exchange, mandatory, message));
+    }
+
+    pub(super) fn settle(&mut self, how: Settle, items: Vec<Unacked>) {
+        self.settles.push((how, items));
+    }
+
+    /// Acknowledgements not yet committed (to requeue when the channel closes).
+    pub(super) fn into_pending_acks(self) -> Vec<Unacked> {
+        self.settles
+            .into_iter()
+            .flat_map(|(_, items)| items)
+            .collect()
+    }
+}
+
+impl Channel {
+    pub(super) fn tx_select(&mut self, s: &Session) -> AmqpResult<()> {
+        if self.confirms.is_some() {
+            return Err(amqp_err!(
+                PreconditionFailed,
+                "cannot switch from confirm to tx mode"
+            ));
+        }
+        if self.tx.is_none() {
+            self.tx = Some(Tx::default());
+        }
+        s.send(
+            self.id,
+            AMQPClass::Tx(tx::AMQPMethod::SelectOk(tx::SelectOk {})),
+        );
+        Ok(())
+    }
+
+    pub(super) fn tx_commit(&mut self, s: &Session) -> AmqpResult<()> {
+        let Some(pending) = self.tx.replace(Tx::default()) else {
+            return Err(amqp_err!(
+                PreconditionFailed,
+                "channel is not transactional"
+            ));
+        };
+        let mut queues = std::mem::take(&mut self.route_buf);
+        for (exchange, mandatory, message) in pending.publishes {
+            queues.clear();
+            // An exchange deleted since the publish drops the message.
+            if s.vhost
+                .route(
+                    &exchange,
+                    &message.routing_key,
+                    &message.properties,
+                    &mut queues,
+                )
+                .is_ok()
+            {
+                self.deliver_routed(s, &message, &queues, mandatory);
+            }
+        }
+        self.route_buf = queues;
+        for (how, items) in pending.settles {
+            self.link.deliveries.lock().release(&items);
+            settle_unacked(items, how);
+        }
+        s.send(
+            self.id,
+            AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+        );
+        Ok(())
+    }
+
+    pub(super) fn tx_rollback(&mut self, s: &Session) -> AmqpResult<()> {
+        let Some(pending) = self.tx.replace(Tx::default()) else {
+            return Err(amqp_err!(
+                PreconditionFailed,
+                "channel is not transactional"
+            ));
+        };
+        self.link
+            .deliveries
+            .lock()
+            .restore(pending.into_pending_acks());
+        s.send(
+            self.id,
+            AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+//! What the rest of the broker holds of a connection: its outbox, what was
+//! negotiated, and a mailbox for the few things that must run on the
+//! connection's own task.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::outbox::Outbox;
+use crate::protocol::AmqpError;
+
+/// Capabilities the client announced in `connection.start-ok`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientCapabilities {
+    pub consumer_cancel_notify: bool,
+    pub connection_blocked: bool,
+    pub authentication_failure_close: bool,
+    pub publisher_confirms: bool,
+    pub basic_nack: bool,
+}
+
+/// Work another task hands to a connection's task.
+#[derive(Debug)]
+pub enum ConnEvent {
+    /// Close the connection with this error (320 CONNECTION_FORCED at shutdown).
+    Close(AmqpError),
+    /// The broker cancelled a consumer (its queue was deleted).
+    ConsumerCancelled { channel: u16, tag: Arc<str> },
+    /// The outbox drained after deliveries were held back for room.
+    Writable,
+    /// Close one channel with this error.
+    ChannelError { channel: u16, error: AmqpError },
+}
+
+/// A running connection, after `connection.open`.
+#[derive(Debug)]
+pub struct ConnectionHandle {
+    pub id: u64,
+    pub peer: SocketAddr,
+    /// The client-provided connection name, if any.
+    pub name: Option<String>,
+    pub user: String,
+    pub vhost: Arc<str>,
+    pub frame_max: u32,
+    pub capabilities: ClientCapabilities,
+    pub outbox: Arc<Outbox>,
+    pub events: UnboundedSender<ConnEvent>,
+}
+
+impl ConnectionHandle {
+    /// Hand work to the connection's task; a connection already gone ignores it.
+    pub fn send(&self, event: ConnEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// How the connection appears in logs: "127.0.0.1:5000 -> 127.0.0.1:5672 (name)".
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(name) => format!("{} ({name})", self.peer),
+            None => self.peer.to_string(),
+        }
+    }
+}

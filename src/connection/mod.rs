@@ -1,0 +1,751 @@
+//! One task per client socket: the handshake, frame dispatch to channels,
+//! heartbeats, and the connection-level close rules.
+//!
+//! The task reads into one buffer, handles every complete frame in it, then
+//! waits for more input, for mail from other tasks ([`ConnEvent`]), or for a
+//! deadline (handshake, heartbeat, closing). Outgoing frames go through the
+//! connection's [`Outbox`](outbox::Outbox) to a separate writer task.
+
+pub mod handle;
+pub mod outbox;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amq_protocol::protocol::{AMQPClass, connection as conn_methods};
+use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tokio_util::codec::Decoder;
+use tracing::{debug, info, warn};
+
+use crate::amqp_err;
+use crate::auth::{AuthError, MECHANISMS};
+use crate::broker::Broker;
+use crate::channel::{Channel, ChannelOutcome, Session};
+use crate::protocol::frame::{
+    FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, PROTOCOL_HEADER,
+    payload_snippet,
+};
+use crate::protocol::method::{self, Method};
+use crate::protocol::{AmqpError, AmqpResult, Frame, FrameCodec, FrameError, ReplyCode};
+use handle::{ClientCapabilities, ConnEvent, ConnectionHandle};
+use outbox::{Outbox, run_writer};
+
+/// How long we wait for `connection.close-ok` after sending `connection.close`.
+const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+/// Read buffer growth step: large enough that one read takes many frames.
+const READ_CHUNK: usize = 64 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    ProtocolHeader,
+    StartOk,
+    TuneOk,
+    Open,
+    Running,
+    /// We sent `connection.close` and wait for `close-ok`.
+    Closing,
+    /// Done: flush the outbox and drop the socket.
+    Closed,
+}
+
+/// Serve one accepted socket until it closes.
+pub async fn serve(
+    socket: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = socket.set_nodelay(true);
+    let (reader, writer) = socket.into_split();
+    let outbox = Arc::new(Outbox::new());
+    let heartbeat = Arc::new(Mutex::new(None));
+    let (events_tx, events_rx) = unbounded_channel();
+    let writer_task = {
+        let outbox = outbox.clone();
+        let heartbeat = heartbeat.clone();
+        let events = events_tx.clone();
+        tokio::spawn(run_writer(outbox, writer, heartbeat, move || {
+            let _ = events.send(ConnEvent::Writable);
+        }))
+    };
+    let mut conn = Connection {
+        id: broker.next_connection_id(),
+        codec: FrameCodec::new(broker.config.frame_max.max(FRAME_MIN_SIZE)),
+        broker,
+        peer,
+        outbox: outbox.clone(),
+        heartbeat_cell: heartbeat,
+        events_tx,
+        state: State::ProtocolHeader,
+        channel_max: 0,
+        frame_max: 0,
+        heartbeat: 0,
+        capabilities: ClientCapabilities::default(),
+        client_name: None,
+        user: None,
+        session: None,
+        channels: HashMap::new(),
+        closing_since: None,
+        last_read: Instant::now(),
+        started: Instant::now(),
+    };
+    conn.run(reader, events_rx, shutdown).await;
+    conn.tear_down();
+    outbox.close();
+    let _ = writer_task.await;
+}
+
+struct Connection {
+    broker: Arc<Broker>,
+    id: u64,
+    peer: SocketAddr,
+    codec: FrameCodec,
+    outbox: Arc<Outbox>,
+    heartbeat_cell: Arc<Mutex<Option<Duration>>>,
+    events_tx: UnboundedSender<ConnEvent>,
+    state: State,
+    channel_max: u16,
+    frame_max: u32,
+    heartbeat: u16,
+    capabilities: ClientCapabilities,
+    client_name: Option<String>,
+    user: Option<String>,
+    session: Option<Session>,
+    channels: HashMap<u16, Channel>,
+    closing_since: Option<Instant>,
+    last_read: Instant,
+    started: Instant,
+}
+
+impl Connection {
+    async fn run(
+        &mut self,
+        mut reader: OwnedReadHalf,
+        mut events: UnboundedReceiver<ConnEvent>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        loop {
+            self.process_input(&mut buf);
+            if let Some(session) = &self.session {
+                for channel in self.channels.values_mut() {
+                    channel.flush_confirms(session);
+                }
+            }
+            if self.state == State::Closed {
+                return;
+            }
+            // A client that does not read its socket does not get to write more.
+            if self.outbox.is_congested() {
+                tokio::select! {
+                    _ = self.outbox.wait_for_room() => {}
+                    Some(event) = events.recv() => self.handle_event(event),
+                }
+                continue;
+            }
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            let deadline = self.deadline();
+            tokio::select! {
+                read = reader.read_buf(&mut buf) => match read {
+                    Ok(0) | Err(_) => {
+                        if self.state == State::Running {
+                            info!(connection = %self.label(), "client closed the connection without connection.close");
+                        }
+                        return;
+                    }
+                    Ok(_) => self.last_read = Instant::now(),
+                },
+                Some(event) = events.recv() => self.handle_event(event),
+                _ = tokio::time::sleep_until(deadline) => {
+                    if self.on_deadline() {
+                        return;
+                    }
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        if self.state == State::Running {
+                            self.close_connection(AmqpError::new(
+                                ReplyCode::ConnectionForced,
+                                "broker forced connection closure with reason 'shutdown'",
+                            ));
+                        } else if self.state != State::Closing {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn label(&self) -> String {
+        match &self.client_name {
+            Some(name) => format!("{} ({name})", self.peer),
+            None => self.peer.to_string(),
+        }
+    }
+
+    /// The next moment something must happen without input.
+    fn deadline(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        match self.state {
+            State::Closing => self.closing_since.map_or(far, |t| t + CLOSE_OK_TIMEOUT),
+            State::Running if self.heartbeat > 0 => {
+                self.last_read + Duration::from_secs(2 * self.heartbeat as u64)
+            }
+            State::Running | State::Closed => far,
+            _ => self.started + self.broker.config.handshake_timeout(),
+        }
+    }
+
+    /// Returns true when the connection must end now.
+    fn on_deadline(&mut self) -> bool {
+        let now = Instant::now();
+        if now < self.deadline() {
+            return false;
+        }
+        match self.state {
+            State::Closing => true,
+            State::Running => {
+                warn!(
+                    connection = %self.label(),
+                    "missed heartbeats from client, timeout: {}s", self.heartbeat
+                );
+                true
+            }
+            State::Closed => true,
+            _ => {
+                warn!(peer = %self.peer, "closing connection: handshake timeout");
+                true
+            }
+        }
+    }
+
+    /// Handle every complete frame in `buf`.
+    fn process_input(&mut self, buf: &mut BytesMut) {
+        loop {
+            if matches!(self.state, State::Closed) {
+                return;
+            }
+            if self.state == State::ProtocolHeader {
+                if buf.len() < PROTOCOL_HEADER.len() {
+                    return;
+                }
+                let header = buf.split_to(PROTOCOL_HEADER.len());
+                if &header[..] != PROTOCOL_HEADER {
+                    // Tell the client which protocol we speak, then hang up.
+                    self.outbox.push(|f| f.put_raw(PROTOCOL_HEADER));
+                    self.state = State::Closed;
+                    return;
+                }
+                self.send_start();
+                self.state = State::StartOk;
+                continue;
+            }
+            match self.codec.decode(buf) {
+                Ok(Some(frame)) => {
+                    if let Err(error) = self.handle_frame(frame) {
+                        self.fail(error.0, error.1);
+                    }
+                }
+                Ok(None) => return,
+                Err(FrameError::Protocol { error, lost_sync }) => {
+                    self.close_connection(error);
+                    if lost_sync {
+                        // The stream cannot be framed any more: discard it.
+                        buf.clear();
+                        self.state = State::Closed;
+                        return;
+                    }
+                }
+                Err(FrameError::Io(_)) => {
+                    self.state = State::Closed;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Route a handler error to a channel or connection close.
+    fn fail(&mut self, channel: u16, error: AmqpError) {
+        if channel == 0 || error.closes_connection() {
+            self.close_connection(error);
+        } else {
+            self.close_channel_with_error(channel, error);
+        }
+    }
+
+    fn handle_frame(&mut self, frame: Frame) -> Result<(), (u16, AmqpError)> {
+        let on_conn = |e: AmqpError| (0u16, e.on_connection());
+        match self.state {
+            State::Closing => return self.handle_while_closing(frame).map_err(on_conn),
+            State::Closed | State::ProtocolHeader => return Ok(()),
+            State::Running => {}
+            _ => return self.handle_handshake(frame).map_err(on_conn),
+        }
+        let channel = frame.channel;
+        match frame.kind {
+            FRAME_METHOD | FRAME_HEADER | FRAME_BODY if channel != 0 => {
+                self.handle_channel_frame(frame).map_err(|e| (channel, e))
+            }
+            FRAME_METHOD => {
+                let method = method::decode(&frame.payload).map_err(on_conn)?;
+                self.handle_connection_method(method).map_err(on_conn)
+            }
+            FRAME_HEARTBEAT if frame.payload.is_empty() => {
+                if channel == 0 {
+                    Ok(())
+                } else {
+                    Err(on_conn(unexpected_frame(&frame)))
+                }
+            }
+            FRAME_HEADER | FRAME_BODY => Err(on_conn(unexpected_frame(&frame))),
+            _ => Err(on_conn(unknown_frame(&frame))),
+        }
+    }
+
+    fn handle_channel_frame(&mut self, frame: Frame) -> AmqpResult<()> {
+        let id = frame.channel;
+        if id > self.channel_max {
+            return Err(amqp_err!(
+                ChannelError,
+                "channel id {id} exceeds negotiated channel_max ({})",
+                self.channel_max
+            ));
+        }
+        let Some(session) = &self.session else {
+            return Ok(());
+        };
+        let Some(channel) = self.channels.get_mut(&id) else {
+            return match frame.kind {
+                FRAME_METHOD => {
+                    let method = method::decode(&frame.payload)?;
+                    match method {
+                        Method::Other(AMQPClass::Channel(
+                            amq_protocol::protocol::channel::AMQPMethod::Open(_),
+                        )) => {
+                            let channel = Channel::open(id, session);
+                            self.channels.insert(id, channel);
+                            Ok(())
+                        }
+                        _ => {
+                            let (c, m) = method::method_ids(&frame.payload).unwrap_or((0, 0));
+                            Err(amqp_err!(ChannelError, "expected 'channel.open'").in_method(c, m))
+                        }
+                    }
+                }
+                _ => Err(amqp_err!(
+                    UnexpectedFrame,
+                    "expected method frame, got non method frame instead"
+                )),
+            };
+        };
+        match channel.handle_frame(session, frame)? {
+            ChannelOutcome::Open => {}
+            ChannelOutcome::Closed => {
+                self.channels.remove(&id);
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_connection_method(&mut self, method: Method) -> AmqpResult<()> {
+        use conn_methods::AMQPMethod as C;
+        match method {
+            Method::Other(AMQPClass::Connection(C::Close(close))) => {
+                debug!(
+                    connection = %self.label(),
+                    code = close.reply_code,
+                    text = %close.reply_text,
+                    "client closed the connection"
+                );
+                info!(connection = %self.label(), "closing AMQP connection");
+                self.close_all_channels();
+                self.send0(AMQPClass::Connection(C::CloseOk(conn_methods::CloseOk {})));
+                self.state = State::Closed;
+                Ok(())
+            }
+            Method::Other(AMQPClass::Connection(C::UpdateSecret(_))) => {
+                self.send0(AMQPClass::Connection(C::UpdateSecretOk(
+                    conn_methods::UpdateSecretOk {},
+                )));
+                Ok(())
+            }
+            other => {
+                let (c, m) = class_method_ids(&other);
+                Err(amqp_err!(
+                    ChannelError,
+                    "unexpected method in connection state running"
+                )
+                .in_method(c, m))
+            }
+        }
+    }
+
+    fn handle_while_closing(&mut self, frame: Frame) -> AmqpResult<()> {
+        use conn_methods::AMQPMethod as C;
+        if frame.kind != FRAME_METHOD || frame.channel != 0 {
+            return Ok(());
+        }
+        match method::decode(&frame.payload) {
+            Ok(Method::Other(AMQPClass::Connection(C::CloseOk(_)))) => self.state = State::Closed,
+            Ok(Method::Other(AMQPClass::Connection(C::Close(_)))) => {
+                self.send0(AMQPClass::Connection(C::CloseOk(conn_methods::CloseOk {})));
+                self.state = State::Closed;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    // ---- handshake -------------------------------------------------------
+
+    fn send0(&self, method: AMQPClass) {
+        self.outbox.push(|f| f.put_class(0, &method));
+    }
+
+    fn send_start(&self) {
+        let mut capabilities = FieldTable::default();
+        for cap in [
+            "publisher_confirms",
+            "exchange_exchange_bindings",
+            "basic.nack",
+            "consumer_cancel_notify",
+            "connection.blocked",
+            "authentication_failure_close",
+            "per_consumer_qos",
+        ] {
+            capabilities.insert(ShortString::from(cap), AMQPValue::Boolean(true));
+        }
+        let mut props = FieldTable::default();
+        let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+        props.insert(
+            ShortString::from("capabilities"),
+            AMQPValue::FieldTable(capabilities),
+        );
+        props.insert(
+            ShortString::from("cluster_name"),
+            text(&format!("warren@{}", hostname())),
+        );
+        props.insert(
+            ShortString::from("copyright"),
+            text("Copyright (c) the Warren developers"),
+        );
+        props.insert(
+            ShortString::from("information"),
+            text("Licensed under the Apache License 2.0. An AMQP 0-9-1 broker compatible with RabbitMQ clients."),
+        );
+        props.insert(
+            ShortString::from("platform"),
+            text(&format!("Rust/{}", std::env::consts::OS)),
+        );
+        props.insert(ShortString::from("product"), text("Warren"));
+        props.insert(
+            ShortString::from("version"),
+            text(env!("CARGO_PKG_VERSION")),
+        );
+        self.send0(AMQPClass::Connection(conn_methods::AMQPMethod::Start(
+            conn_methods::Start {
+                version_major: 0,
+                version_minor: 9,
+                server_properties: props,
+                mechanisms: LongString::from(MECHANISMS),
+                locales: LongString::from("en_US"),
+            },
+        )));
+    }
+
+    fn handle_handshake(&mut self, frame: Frame) -> AmqpResult<()> {
+        use conn_methods::AMQPMethod as C;
+        if frame.kind == FRAME_HEARTBEAT {
+            return Ok(());
+        }
+        if frame.kind != FRAME_METHOD || frame.channel != 0 {
+            return Err(unexpected_frame(&frame));
+        }
+        let method = method::decode(&frame.payload)?;
+        match (self.state, method) {
+            (State::StartOk, Method::Other(AMQPClass::Connection(C::StartOk(start_ok)))) => {
+                self.on_start_ok(start_ok)
+            }
+            (State::TuneOk, Method::Other(AMQPClass::Connection(C::TuneOk(tune_ok)))) => {
+                self.on_tune_ok(tune_ok)
+            }
+            (State::Open, Method::Other(AMQPClass::Connection(C::Open(open)))) => {
+                self.on_open(open)
+            }
+            (_, Method::Other(AMQPClass::Connection(C::Close(_)))) => {
+                self.send0(AMQPClass::Connection(C::CloseOk(conn_methods::CloseOk {})));
+                self.state = State::Closed;
+                Ok(())
+            }
+            (state, other) => {
+                let (c, m) = class_method_ids(&other);
+                let name = match state {
+                    State::StartOk => "starting",
+                    State::TuneOk => "tuning",
+                    _ => "opening",
+                };
+                Err(
+                    amqp_err!(ChannelError, "unexpected method in connection state {name}")
+                        .in_method(c, m),
+                )
+            }
+        }
+    }
+
+    fn on_start_ok(&mut self, start_ok: conn_methods::StartOk) -> AmqpResult<()> {
+        let props = &start_ok.client_properties;
+        if let Some(AMQPValue::FieldTable(caps)) = props.inner().get("capabilities") {
+            let has = |name: &str| matches!(caps.inner().get(name), Some(AMQPValue::Boolean(true)));
+            self.capabilities = ClientCapabilities {
+                consumer_cancel_notify: has("consumer_cancel_notify"),
+                connection_blocked: has("connection.blocked"),
+                authentication_failure_close: has("authentication_failure_close"),
+                publisher_confirms: has("publisher_confirms"),
+                basic_nack: has("basic.nack"),
+            };
+        }
+        self.client_name = props
+            .inner()
+            .get("connection_name")
+            .and_then(crate::protocol::table::as_text);
+        let mechanism = start_ok.mechanism.as_str();
+        match self.broker.users.authenticate(
+            mechanism,
+            start_ok.response.as_bytes(),
+            self.peer.ip(),
+        ) {
+            Ok(user) => {
+                self.user = Some(user);
+                let config = &self.broker.config;
+                self.send0(AMQPClass::Connection(conn_methods::AMQPMethod::Tune(
+                    conn_methods::Tune {
+                        channel_max: config.channel_max,
+                        frame_max: config.frame_max,
+                        heartbeat: config.heartbeat,
+                    },
+                )));
+                self.state = State::TuneOk;
+                Ok(())
+            }
+            Err(AuthError::Mechanism(name)) => Err(amqp_err!(
+                CommandInvalid,
+                "unknown authentication mechanism '{name}'"
+            )
+            .in_method(10, 11)),
+            Err(AuthError::Malformed(why)) => {
+                Err(amqp_err!(SyntaxError, "{why}").in_method(10, 11))
+            }
+            Err(AuthError::Refused(why)) => {
+                warn!(peer = %self.peer, "{mechanism} login refused: {why}");
+                if self.capabilities.authentication_failure_close {
+                    Err(amqp_err!(
+                        AccessRefused,
+                        "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+                    )
+                    .in_method(10, 11))
+                } else {
+                    // Clients without the capability expect the socket to drop.
+                    self.state = State::Closed;
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    fn on_tune_ok(&mut self, tune_ok: conn_methods::TuneOk) -> AmqpResult<()> {
+        let config = &self.broker.config;
+        negotiate(
+            "frame_max",
+            FRAME_MIN_SIZE,
+            config.frame_max,
+            tune_ok.frame_max,
+        )?;
+        negotiate(
+            "channel_max",
+            1,
+            config.channel_max as u32,
+            tune_ok.channel_max as u32,
+        )?;
+        self.frame_max = tune_ok.frame_max;
+        self.channel_max = tune_ok.channel_max;
+        self.heartbeat = tune_ok.heartbeat;
+        self.codec.frame_max = tune_ok.frame_max;
+        *self.heartbeat_cell.lock() =
+            (tune_ok.heartbeat > 0).then(|| Duration::from_secs(tune_ok.heartbeat as u64));
+        self.state = State::Open;
+        Ok(())
+    }
+
+    fn on_open(&mut self, open: conn_methods::Open) -> AmqpResult<()> {
+        let vhost_name = open.virtual_host.as_str();
+        let Some(vhost) = self.broker.vhost(vhost_name) else {
+            return Err(amqp_err!(NotAllowed, "vhost {vhost_name} not found").in_method(10, 40));
+        };
+        let user = self.user.clone().unwrap_or_default();
+        let handle = Arc::new(ConnectionHandle {
+            id: self.id,
+            peer: self.peer,
+            name: self.client_name.clone(),
+            user: user.clone(),
+            vhost: vhost.name.clone(),
+            frame_max: self.frame_max,
+            capabilities: self.capabilities,
+            outbox: self.outbox.clone(),
+            events: self.events_tx.clone(),
+        });
+        self.broker.register(handle.clone());
+        self.session = Some(Session::new(self.broker.clone(), vhost, handle));
+        self.send0(AMQPClass::Connection(conn_methods::AMQPMethod::OpenOk(
+            conn_methods::OpenOk {},
+        )));
+        self.state = State::Running;
+        info!(
+            connection = %self.label(),
+            user = %user,
+            vhost = %vhost_name,
+            "connection opened"
+        );
+        Ok(())
+    }
+
+    // ---- closing ---------------------------------------------------------
+
+    /// Send `connection.close` and wait for `close-ok`. Channels stop at once.
+    fn close_connection(&mut self, error: AmqpError) {
+        if matches!(self.state, State::Closing | State::Closed) {
+            return;
+        }
+        if error.code != ReplyCode::ConnectionForced {
+            warn!(connection = %self.label(), "closing connection: {}", error.reply_text());
+        } else {
+            info!(connection = %self.label(), "closing connection: {}", error.reply_text());
+        }
+        self.close_all_channels();
+        self.send0(AMQPClass::Connection(conn_methods::AMQPMethod::Close(
+            conn_methods::Close {
+                reply_code: error.code.code(),
+                reply_text: ShortString::from(error.reply_text()),
+                class_id: error.class_id,
+                method_id: error.method_id,
+            },
+        )));
+        self.state = State::Closing;
+        self.closing_since = Some(Instant::now());
+    }
+
+    fn close_channel_with_error(&mut self, id: u16, error: AmqpError) {
+        debug!(connection = %self.label(), channel = id, "channel error: {}", error.reply_text());
+        let Some(session) = &self.session else { return };
+        if let Some(channel) = self.channels.get_mut(&id) {
+            channel.close_with_error(session, error);
+        }
+    }
+
+    fn close_all_channels(&mut self) {
+        if let Some(session) = &self.session {
+            for (_, mut channel) in self.channels.drain() {
+                channel.release(session);
+            }
+        }
+    }
+
+    /// Final cleanup when the task ends, whatever the reason.
+    fn tear_down(&mut self) {
+        self.close_all_channels();
+        if let Some(session) = self.session.take() {
+            session.release_exclusive_queues();
+            self.broker.deregister(self.id);
+        }
+    }
+
+    fn handle_event(&mut self, event: ConnEvent) {
+        match event {
+            ConnEvent::Close(error) => self.close_connection(error),
+            ConnEvent::Writable => {
+                for channel in self.channels.values() {
+                    channel.resume_deliveries();
+                }
+            }
+            ConnEvent::ConsumerCancelled { channel, tag } => {
+                if let (Some(session), Some(ch)) = (&self.session, self.channels.get_mut(&channel))
+                {
+                    ch.consumer_cancelled_by_broker(session, &tag);
+                }
+            }
+            ConnEvent::ChannelError { channel, error } => self.fail(channel, error),
+        }
+    }
+}
+
+/// RabbitMQ's check of a tune-ok value against the offered maximum.
+fn negotiate(field: &str, min: u32, server: u32, client: u32) -> AmqpResult<()> {
+    let detail = if field == "channel_max" && client == 0 {
+        " (no limit)"
+    } else {
+        ""
+    };
+    if client != 0 && client < min {
+        return Err(amqp_err!(
+            NotAllowed,
+            "negotiated {field} = {client}{detail} is lower than the minimum allowed value ({min})"
+        )
+        .in_method(10, 30));
+    }
+    if server != 0 && (client == 0 || client > server) {
+        return Err(amqp_err!(
+            NotAllowed,
+            "negotiated {field} = {client}{detail} is higher than the maximum allowed value ({server})"
+        )
+        .in_method(10, 30));
+    }
+    Ok(())
+}
+
+fn unexpected_frame(frame: &Frame) -> AmqpError {
+    amqp_err!(
+        UnexpectedFrame,
+        "type {}, {}",
+        frame.kind,
+        payload_snippet(&frame.payload)
+    )
+}
+
+fn unknown_frame(frame: &Frame) -> AmqpError {
+    amqp_err!(
+        FrameError,
+        "type {}, {}: unknown_frame",
+        frame.kind,
+        payload_snippet(&frame.payload)
+    )
+}
+
+/// Class and method ids of a decoded method (for close frames).
+pub(crate) fn class_method_ids(method: &Method) -> (u16, u16) {
+    match method {
+        Method::Publish(_) => (60, 40),
+        Method::Ack { .. } => (60, 80),
+        Method::Nack { .. } => (60, 120),
+        Method::Reject { .. } => (60, 90),
+        Method::Qos { .. } => (60, 10),
+        Method::Other(class) => (class.get_amqp_class_id(), class.get_amqp_method_id()),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}

@@ -1,0 +1,96 @@
+//! The listener, and [`Server`]: a running broker that can be stopped.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::connection;
+
+/// How long shutdown waits for connections to finish their close handshake.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A running broker.
+#[derive(Debug)]
+pub struct Server {
+    local_addr: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown: watch::Sender<bool>,
+    acceptor: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Start a broker: bind the listener (only once everything is ready to
+    /// serve) and accept connections in the background.
+    pub async fn start(config: Config) -> io::Result<Server> {
+        let broker = Arc::new(Broker::new(config));
+        let listener = TcpListener::bind(broker.config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        info!(
+            "Warren {} listening for AMQP on {local_addr}",
+            env!("CARGO_PKG_VERSION")
+        );
+        let (shutdown, signal) = watch::channel(false);
+        let acceptor = tokio::spawn(accept_loop(listener, broker.clone(), signal));
+        Ok(Server {
+            local_addr,
+            broker,
+            shutdown,
+            acceptor,
+        })
+    }
+
+    /// The address the listener is bound to (with the real port when 0 was asked).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The broker behind this server.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Stop accepting, close every connection with 320 CONNECTION_FORCED,
+    /// and wait for them to finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.acceptor.await;
+        info!("Warren stopped");
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut signal: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((socket, peer)) => {
+                    connections.spawn(connection::serve(socket, peer, broker.clone(), signal.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            _ = signal.changed() => break,
+        }
+    }
+    drop(listener);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        connections.abort_all();
+    }
+}
