@@ -1,0 +1,182 @@
+//! Shared set-up for the integration tests: a broker on an ephemeral port,
+//! lapin connections to it, and helpers to read AMQP errors.
+//!
+//! Set `WARREN_TEST_AMQP_URI` to run the same tests against another broker
+//! (RabbitMQ, say) instead of an in-process Warren; tests that need the
+//! in-process broker itself skip then.
+#![allow(dead_code)]
+
+pub mod raw;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::{Channel, Connection, ConnectionProperties};
+use warren::{Config, Server};
+
+/// A broker for one test. Call [`TestBroker::stop`] at the end.
+pub struct TestBroker {
+    server: Option<Server>,
+    uri: String,
+    pub addr: std::net::SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+/// A name no other test (or earlier run against a shared broker) uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        warren::util::now_millis() % 1_000_000
+    )
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(unique(&format!("warren-{prefix}")));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+impl TestBroker {
+    /// Start a broker with default settings.
+    pub async fn start() -> TestBroker {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Start a broker after adjusting its configuration.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestBroker {
+        if let Ok(uri) = std::env::var("WARREN_TEST_AMQP_URI") {
+            let addr = uri
+                .split('@')
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|hp| std::net::ToSocketAddrs::to_socket_addrs(hp).ok())
+                .and_then(|mut a| a.next())
+                .expect("WARREN_TEST_AMQP_URI like amqp://guest:guest@127.0.0.1:5673/%2f");
+            return TestBroker {
+                server: None,
+                uri,
+                addr,
+                data_dir: temp_dir("external"),
+            };
+        }
+        let data_dir = temp_dir("data");
+        let mut config = Config::ephemeral(&data_dir);
+        adjust(&mut config);
+        Self::start_config(config).await
+    }
+
+    /// Start a broker with exactly this configuration.
+    pub async fn start_config(config: Config) -> TestBroker {
+        let data_dir = config.data_dir.clone();
+        let server = Server::start(config).await.expect("broker starts");
+        let addr = server.local_addr();
+        TestBroker {
+            uri: format!("amqp://guest:guest@{addr}/%2f"),
+            server: Some(server),
+            addr,
+            data_dir,
+        }
+    }
+
+    /// True when the tests run against an outside broker.
+    pub fn is_external(&self) -> bool {
+        self.server.is_none()
+    }
+
+    pub fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    pub fn server(&self) -> Option<&Server> {
+        self.server.as_ref()
+    }
+
+    pub async fn connect(&self) -> Connection {
+        self.connect_named("warren-test").await
+    }
+
+    pub async fn connect_named(&self, name: &str) -> Connection {
+        Connection::connect(
+            &self.uri,
+            ConnectionProperties::default().with_connection_name(name.into()),
+        )
+        .await
+        .expect("connect")
+    }
+
+    /// A connection and a channel on it.
+    pub async fn channel(&self) -> (Connection, Channel) {
+        let conn = self.connect().await;
+        let ch = conn.create_channel().await.expect("channel");
+        (conn, ch)
+    }
+
+    /// Stop the broker (a no-op against an outside broker).
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// The AMQP reply code of a lapin error, if the broker sent one.
+pub fn reply_code(err: &lapin::Error) -> Option<u16> {
+    match err.kind() {
+        lapin::ErrorKind::ProtocolError(e) => Some(e.get_id()),
+        _ => None,
+    }
+}
+
+/// The reply text of a lapin error, if the broker sent one.
+pub fn reply_text(err: &lapin::Error) -> Option<String> {
+    match err.kind() {
+        lapin::ErrorKind::ProtocolError(e) => Some(e.get_message().to_string()),
+        _ => None,
+    }
+}
+
+/// Assert an operation failed with this reply code and a text containing `text`.
+#[track_caller]
+pub fn assert_amqp_error<T: std::fmt::Debug>(result: lapin::Result<T>, code: u16, text: &str) {
+    match result {
+        Ok(v) => panic!("expected AMQP error {code}, got Ok({v:?})"),
+        Err(e) => {
+            assert_eq!(reply_code(&e), Some(code), "error was {e:?}");
+            let got = reply_text(&e).unwrap_or_default();
+            assert!(got.contains(text), "reply text {got:?} does not contain {text:?}");
+        }
+    }
+}
+
+/// Declare a server-named exclusive queue; returns its name.
+pub async fn temp_queue(ch: &Channel) -> String {
+    ch.queue_declare(
+        "".into(),
+        QueueDeclareOptions {
+            exclusive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("queue.declare")
+    .name()
+    .to_string()
+}
+
+/// Run `fut` with a deadline so a missing frame fails the test instead of hanging it.
+pub async fn within<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), fut)
+        .await
+        .expect("timed out")
+}
