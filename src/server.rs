@@ -23,7 +23,7 @@ pub struct Server {
     local_addr: SocketAddr,
     broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
-    acceptor: tokio::task::JoinHandle<()>,
+    acceptor: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -43,7 +43,7 @@ impl Server {
             local_addr,
             broker,
             shutdown,
-            acceptor,
+            acceptor: Some(acceptor),
         })
     }
 
@@ -59,10 +59,20 @@ impl Server {
 
     /// Stop accepting, close every connection with 320 CONNECTION_FORCED,
     /// and wait for them to finish.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
-        let _ = self.acceptor.await;
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.await;
+        }
         info!("Warren stopped");
+    }
+}
+
+impl Drop for Server {
+    /// A server dropped without `shutdown` still stops listening and closes
+    /// its connections, in the background.
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
     }
 }
 

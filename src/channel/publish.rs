@@ -53,8 +53,7 @@ impl Channel {
             body,
         ));
         if let Some(tx) = &mut self.tx {
-            // Routed again at commit: the topology may change in between.
-            tx.publish(publish.exchange, publish.mandatory, message);
+            tx.publish(message, queues.clone(), publish.mandatory);
             self.route_buf = queues;
             return Ok(());
         }

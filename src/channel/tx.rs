@@ -1,28 +1,34 @@
 //! Transactions: `tx.select`, `commit` and `rollback` over publishes and
-//! acknowledgements. Publishes are routed at commit; acknowledgements are
+//! acknowledgements. Publishes are routed when published (as RabbitMQ does)
+//! and delivered at commit; acknowledgements are
 //! taken off the unacked list at once (so a second ack of the same tag is
 //! an error, as in RabbitMQ) and settled at commit, or put back on rollback.
 
 use std::sync::Arc;
 
 use amq_protocol::protocol::{AMQPClass, tx};
-use bytes::Bytes;
 
 use super::link::Unacked;
 use super::{Channel, Session, Settle, settle_unacked};
 use crate::amqp_err;
 use crate::message::Message;
 use crate::protocol::AmqpResult;
+use crate::queue::Queue;
 
 #[derive(Debug, Default)]
 pub(super) struct Tx {
-    publishes: Vec<(Bytes, bool, Arc<Message>)>,
+    publishes: Vec<(Arc<Message>, Vec<Arc<Queue>>, bool)>,
     settles: Vec<(Settle, Vec<Unacked>)>,
 }
 
 impl Tx {
-    pub(super) fn publish(&mut self, exchange: Bytes, mandatory: bool, message: Arc<Message>) {
-        self.publishes.push((exchange, mandatory, message));
+    pub(super) fn publish(
+        &mut self,
+        message: Arc<Message>,
+        queues: Vec<Arc<Queue>>,
+        mandatory: bool,
+    ) {
+        self.publishes.push((message, queues, mandatory));
     }
 
     pub(super) fn settle(&mut self, how: Settle, items: Vec<Unacked>) {
@@ -63,23 +69,9 @@ impl Channel {
                 "channel is not transactional"
             ));
         };
-        let mut queues = std::mem::take(&mut self.route_buf);
-        for (exchange, mandatory, message) in pending.publishes {
-            queues.clear();
-            // An exchange deleted since the publish drops the message.
-            if s.vhost
-                .route(
-                    &exchange,
-                    &message.routing_key,
-                    &message.properties,
-                    &mut queues,
-                )
-                .is_ok()
-            {
-                self.deliver_routed(s, &message, &queues, mandatory);
-            }
+        for (message, queues, mandatory) in pending.publishes {
+            self.deliver_routed(s, &message, &queues, mandatory);
         }
-        self.route_buf = queues;
         for (how, items) in pending.settles {
             self.link.deliveries.lock().release(&items);
             settle_unacked(items, how);

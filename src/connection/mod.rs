@@ -135,6 +135,7 @@ impl Connection {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        let mut shutdown_seen = false;
         loop {
             self.process_input(&mut buf);
             if let Some(session) = &self.session {
@@ -173,8 +174,9 @@ impl Connection {
                         return;
                     }
                 }
-                changed = shutdown.changed() => {
+                changed = shutdown.changed(), if !shutdown_seen => {
                     if changed.is_err() || *shutdown.borrow() {
+                        shutdown_seen = true;
                         if self.state == State::Running {
                             self.close_connection(AmqpError::new(
                                 ReplyCode::ConnectionForced,
