@@ -30,3 +30,8 @@ pub mod vhost;
 
 pub use config::Config;
 pub use server::Server;
+
+// The README's Rust examples are compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
