@@ -16,6 +16,8 @@ pub struct Message {
     pub routing_key: Bytes,
     pub properties: Properties,
     pub body: Bytes,
+    /// The `expiration` property in milliseconds, when valid.
+    pub expiration: Option<u64>,
 }
 
 impl Message {
@@ -25,11 +27,15 @@ impl Message {
         properties: Properties,
         body: Bytes,
     ) -> Self {
+        let expiration = properties
+            .expiration()
+            .and_then(|e| parse_expiration(e).ok());
         Message {
             exchange,
             routing_key,
             properties,
             body,
+            expiration,
         }
     }
 
@@ -54,4 +60,69 @@ pub struct QueuedMessage {
     pub message: Arc<Message>,
     /// Whether it was delivered before (and requeued since).
     pub redelivered: bool,
+    /// When it expires (milliseconds since the epoch), from its TTL.
+    pub expires_at: Option<u64>,
+}
+
+/// Longest TTL RabbitMQ accepts: ten years in milliseconds.
+const MAX_EXPIRY_MS: i128 = 315_360_000_000;
+
+/// Parse an `expiration` property like Erlang's `string:to_integer`, as
+/// RabbitMQ does: optional sign, digits, nothing after. The error is the
+/// reason RabbitMQ prints.
+pub fn parse_expiration(raw: &[u8]) -> Result<u64, String> {
+    let (sign, from) = match raw.first() {
+        Some(b'-') => (-1, 1),
+        Some(b'+') => (1, 1),
+        _ => (1, 0),
+    };
+    let digits = raw[from..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits == 0 {
+        return Err("no_integer".into());
+    }
+    let end = from + digits;
+    let magnitude = std::str::from_utf8(&raw[from..end])
+        .ok()
+        .and_then(|d| d.parse::<i128>().ok())
+        .unwrap_or(i128::MAX);
+    if end < raw.len() {
+        return Err(format!(
+            "{{leftover_string,\"{}\"}}",
+            String::from_utf8_lossy(&raw[end..])
+        ));
+    }
+    let n = sign * magnitude;
+    if n < 0 {
+        return Err(format!("{{value_negative,{n}}}"));
+    }
+    if n > MAX_EXPIRY_MS {
+        return Err(format!("{{value_too_large,{n}}}"));
+    }
+    Ok(n as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_expiration;
+
+    #[test]
+    fn expiration_parses_like_erlang() {
+        assert_eq!(parse_expiration(b"1500"), Ok(1500));
+        assert_eq!(parse_expiration(b"+7"), Ok(7));
+        assert_eq!(parse_expiration(b"0"), Ok(0));
+        assert_eq!(parse_expiration(b"abc"), Err("no_integer".into()));
+        assert_eq!(parse_expiration(b""), Err("no_integer".into()));
+        assert_eq!(
+            parse_expiration(b"1.5"),
+            Err("{leftover_string,\".5\"}".into())
+        );
+        assert_eq!(parse_expiration(b"-5"), Err("{value_negative,-5}".into()));
+        assert_eq!(
+            parse_expiration(b"315360000001"),
+            Err("{value_too_large,315360000001}".into())
+        );
+    }
 }

@@ -13,7 +13,7 @@ use parking_lot::RwLock;
 
 use crate::amqp_err;
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
-use crate::protocol::table::{describe_value, equivalent, lookup};
+use crate::protocol::table::{describe_value, equivalent, lookup, value_text};
 use crate::protocol::{AmqpResult, Properties};
 use crate::queue::{Consumer, Queue};
 
@@ -424,8 +424,9 @@ impl VHost {
         Ok(())
     }
 
-    /// `queue.unbind` / `exchange.unbind`. Removing a binding that does not
-    /// exist succeeds, as in RabbitMQ; missing ends are 404.
+    /// `queue.unbind` / `exchange.unbind`. As in RabbitMQ, removing a
+    /// binding succeeds even when it, its source or its destination does
+    /// not exist; only the default exchange and exclusive queues are refused.
     pub fn unbind(
         &self,
         source: &str,
@@ -435,9 +436,13 @@ impl VHost {
         connection: u64,
     ) -> AmqpResult<()> {
         let mut topo = self.topology.write();
-        let destination = self.resolve(&topo, source, target, connection)?;
+        let destination = match self.resolve(&topo, source, target, connection) {
+            Ok(destination) => destination,
+            Err(e) if e.code == crate::protocol::ReplyCode::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let Some(exchange) = topo.exchanges.get_mut(source) else {
-            return Err(self.no_exchange(source));
+            return Ok(());
         };
         if exchange
             .unbind(&destination, routing_key, arguments)
@@ -492,17 +497,30 @@ impl VHost {
             } else {
                 None
             };
-            x.route(routing_key, decoded, &mut |dest| match dest {
-                Destination::Queue(q) => queues.push(q.clone()),
-                Destination::Exchange(next) => {
-                    if !visited.contains(&next.as_ref()) {
-                        if let Some(nx) = topo.exchanges.get(next.as_ref()) {
-                            visited.push(&nx.name);
-                            pending.push(nx);
+            let mut routed = false;
+            x.route(routing_key, decoded, &mut |dest| {
+                routed = true;
+                match dest {
+                    Destination::Queue(q) => queues.push(q.clone()),
+                    Destination::Exchange(next) => {
+                        if !visited.contains(&next.as_ref()) {
+                            if let Some(nx) = topo.exchanges.get(next.as_ref()) {
+                                visited.push(&nx.name);
+                                pending.push(nx);
+                            }
                         }
                     }
                 }
             });
+            // An exchange that routes nowhere hands the message to its alternate.
+            if let (false, Some(alternate)) = (routed, x.alternate_exchange()) {
+                if !visited.contains(&alternate) {
+                    if let Some(ax) = topo.exchanges.get(alternate) {
+                        visited.push(&ax.name);
+                        pending.push(ax);
+                    }
+                }
+            }
         }
         if queues.len() > 1 {
             queues.sort_by_key(|q| Arc::as_ptr(q) as usize);
@@ -548,11 +566,17 @@ fn check_args_equivalence(
             }
         };
         if !same {
+            // Both present: RabbitMQ prints the bare values; one missing: typed.
+            let (received, current) = match (b, a) {
+                (Some(x), Some(y)) => (
+                    format!("'{}'", value_text(x)),
+                    format!("'{}'", value_text(y)),
+                ),
+                _ => (describe_value(b), describe_value(a)),
+            };
             return Err(amqp_err!(
                 PreconditionFailed,
-                "inequivalent arg '{key}' for {name}: received {} but current is {}",
-                describe_value(b),
-                describe_value(a)
+                "inequivalent arg '{key}' for {name}: received {received} but current is {current}"
             ));
         }
     }

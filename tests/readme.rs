@@ -33,12 +33,19 @@ async fn quickstart_example_runs_against_the_broker() {
         .and_then(|deps| deps.parent())
         .map(|profile| profile.join("examples").join("quickstart"))
         .expect("target dir");
-    assert!(example.exists(), "{} is built by cargo test", example.display());
+    assert!(
+        example.exists(),
+        "{} is built by cargo test",
+        example.display()
+    );
     let output = tokio::process::Command::new(&example)
         .env("AMQP_URL", broker.uri())
         .output();
     let output = within(30, output).await.expect("example runs");
     assert!(output.status.success(), "{output:?}");
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "received Hello, Warren!\n");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "received Hello, Warren!\n"
+    );
     broker.stop().await;
 }

@@ -144,22 +144,19 @@ fn check_user_id(properties: &Properties, user: &str) -> AmqpResult<()> {
     }
 }
 
-/// The expiration property must be a non-negative integer of milliseconds.
+/// The expiration property must be an integer of milliseconds between 0 and
+/// ten years (RabbitMQ's rule); the error text is RabbitMQ's.
 pub(crate) fn check_expiration(properties: &Properties) -> AmqpResult<Option<u64>> {
     let Some(raw) = properties.expiration() else {
         return Ok(None);
     };
-    let text = String::from_utf8_lossy(raw);
-    let digits = text.strip_prefix('+').unwrap_or(&text);
-    match digits.parse::<i128>() {
-        Ok(n) if n < 0 => Err(amqp_err!(
-            PreconditionFailed,
-            "invalid expiration '{text}': {{value_negative,{n}}}"
-        )),
-        Ok(n) => Ok(Some(u64::try_from(n).unwrap_or(u64::MAX))),
-        Err(_) => Err(amqp_err!(
-            PreconditionFailed,
-            "invalid expiration '{text}': no_integer"
-        )),
-    }
+    crate::message::parse_expiration(raw)
+        .map(Some)
+        .map_err(|why| {
+            amqp_err!(
+                PreconditionFailed,
+                "invalid expiration '{}': {why}",
+                String::from_utf8_lossy(raw)
+            )
+        })
 }

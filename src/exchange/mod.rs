@@ -110,6 +110,8 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
+    /// The `alternate-exchange` argument: where unroutable messages go.
+    alternate: Option<String>,
     bindings: Vec<Binding>,
     router: Router,
 }
@@ -129,6 +131,10 @@ impl Exchange {
             ExchangeKind::Topic => Router::Topic(TopicRouter::new()),
             ExchangeKind::Headers => Router::Headers(HeadersRouter::default()),
         };
+        let alternate = arguments
+            .inner()
+            .get("alternate-exchange")
+            .and_then(crate::protocol::table::as_text);
         Exchange {
             name,
             kind,
@@ -136,9 +142,15 @@ impl Exchange {
             auto_delete,
             internal,
             arguments,
+            alternate,
             bindings: Vec::new(),
             router,
         }
+    }
+
+    /// The exchange that receives what this one cannot route.
+    pub fn alternate_exchange(&self) -> Option<&str> {
+        self.alternate.as_deref()
     }
 
     /// "exchange 'name' in vhost '/'".

@@ -53,15 +53,17 @@ impl AmqpError {
     }
 
     /// The reply text as RabbitMQ writes it: "NOT_FOUND - no queue 'q' in vhost '/'".
-    /// Short strings hold 255 bytes at most, so longer texts are cut on a char boundary.
+    /// Short strings hold 255 bytes at most: like RabbitMQ, a longer text
+    /// keeps its first 252 bytes (on a char boundary) and ends in "...".
     pub fn reply_text(&self) -> String {
         let mut text = format!("{} - {}", self.code.name(), self.explanation);
         if text.len() > 255 {
-            let mut end = 255;
+            let mut end = 252;
             while !text.is_char_boundary(end) {
                 end -= 1;
             }
             text.truncate(end);
+            text.push_str("...");
         }
         text
     }
@@ -97,5 +99,6 @@ mod tests {
         let text = e.reply_text();
         assert!(text.len() <= 255);
         assert!(text.starts_with("PRECONDITION_FAILED - "));
+        assert!(text.ends_with("..."));
     }
 }

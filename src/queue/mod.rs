@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 use crate::amqp_err;
 use crate::message::{Message, QueuedMessage};
 use crate::protocol::AmqpResult;
+use crate::util::now_millis;
 pub use consumer::Consumer;
 use ready::ReadyQueue;
 
@@ -33,6 +34,8 @@ pub struct Queue {
     /// The connection that declared an exclusive queue.
     pub exclusive_owner: Option<u64>,
     pub arguments: FieldTable,
+    /// `x-message-ttl`: milliseconds a message may wait in this queue.
+    message_ttl: Option<u64>,
     state: Mutex<QueueState>,
 }
 
@@ -74,6 +77,9 @@ impl Queue {
             durable,
             auto_delete,
             exclusive_owner,
+            message_ttl: crate::protocol::table::lookup(&arguments, "x-message-ttl")
+                .and_then(crate::protocol::table::as_i128)
+                .and_then(|ttl| u64::try_from(ttl).ok()),
             arguments,
             state: Mutex::new(QueueState::default()),
         }
@@ -106,7 +112,9 @@ impl Queue {
 
     /// Ready messages (what declare-ok and get-ok report).
     pub fn message_count(&self) -> u32 {
-        self.state.lock().ready.len() as u32
+        let mut st = self.state.lock();
+        Self::expire_head(&mut st);
+        st.ready.len() as u32
     }
 
     pub fn consumer_count(&self) -> u32 {
@@ -115,7 +123,8 @@ impl Queue {
 
     /// Ready and consumer counts at once.
     pub fn counts(&self) -> (u32, u32) {
-        let st = self.state.lock();
+        let mut st = self.state.lock();
+        Self::expire_head(&mut st);
         (st.ready.len() as u32, st.consumers.len() as u32)
     }
 
@@ -131,12 +140,35 @@ impl Queue {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
+        // The shorter of the queue's TTL and the message's own.
+        let ttl = match (self.message_ttl, message.expiration) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let expires_at = ttl.map(|ttl| now_millis().saturating_add(ttl));
         st.ready.push_back(QueuedMessage {
             seq,
             message,
             redelivered: false,
+            expires_at,
         });
         self.drain_locked(&mut st);
+        // A TTL of 0 means: deliver now or never.
+        if ttl == Some(0) && st.ready.back().is_some_and(|m| m.seq == seq) {
+            st.ready.pop_back();
+        }
+    }
+
+    /// Drop expired messages from the head of the queue.
+    fn expire_head(st: &mut QueueState) {
+        let now = now_millis();
+        while st
+            .ready
+            .front()
+            .is_some_and(|m| m.expires_at.is_some_and(|at| at <= now))
+        {
+            st.ready.pop_front();
+        }
     }
 
     /// Deliver ready messages to consumers with credit.
@@ -157,7 +189,12 @@ impl Queue {
         if count == 0 {
             return;
         }
-        'messages: while !ready.is_empty() {
+        let now = now_millis();
+        'messages: while let Some(head) = ready.front() {
+            if head.expires_at.is_some_and(|at| at <= now) {
+                ready.pop_front();
+                continue;
+            }
             for step in 0..count {
                 let index = (*next_consumer + step) % count;
                 let consumer = &consumers[index];
@@ -230,6 +267,7 @@ impl Queue {
     /// awaits an ack. Returns false when the queue was empty.
     pub fn get(&self, deliver: impl FnOnce(QueuedMessage, u32) -> bool) -> bool {
         let mut st = self.state.lock();
+        Self::expire_head(&mut st);
         let Some(message) = st.ready.pop_front() else {
             return false;
         };

@@ -32,6 +32,14 @@ impl ReadyQueue {
         self.messages.front()
     }
 
+    pub fn back(&self) -> Option<&QueuedMessage> {
+        self.messages.back()
+    }
+
+    pub fn pop_back(&mut self) -> Option<QueuedMessage> {
+        self.messages.pop_back()
+    }
+
     /// Insert by sequence number. Requeues are usually of the oldest
     /// deliveries, so the search is short in practice.
     pub fn insert_in_order(&mut self, message: QueuedMessage) {
@@ -66,6 +74,7 @@ mod tests {
                 Bytes::new(),
             )),
             redelivered: false,
+            expires_at: None,
         }
     }
 

@@ -153,7 +153,10 @@ pub fn assert_amqp_error<T: std::fmt::Debug>(result: lapin::Result<T>, code: u16
         Err(e) => {
             assert_eq!(reply_code(&e), Some(code), "error was {e:?}");
             let got = reply_text(&e).unwrap_or_default();
-            assert!(got.contains(text), "reply text {got:?} does not contain {text:?}");
+            assert!(
+                got.contains(text),
+                "reply text {got:?} does not contain {text:?}"
+            );
         }
     }
 }

@@ -116,7 +116,8 @@ impl RawConn {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if self.buf.len() >= 7 {
-                let size = u32::from_be_bytes([self.buf[3], self.buf[4], self.buf[5], self.buf[6]]) as usize;
+                let size = u32::from_be_bytes([self.buf[3], self.buf[4], self.buf[5], self.buf[6]])
+                    as usize;
                 if self.buf.len() >= size + 8 {
                     let f = RawFrame {
                         kind: self.buf[0],
@@ -154,7 +155,8 @@ impl RawConn {
         let mut out = std::mem::take(&mut self.buf);
         let deadline = tokio::time::Instant::now() + timeout;
         let mut chunk = [0u8; 4096];
-        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
+        while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await
+        {
             if n == 0 {
                 break;
             }
@@ -208,7 +210,10 @@ impl RawConn {
     /// The next connection.close or channel.close, as (channel, code, text, class, method).
     pub async fn expect_close(&mut self) -> (u16, u16, String, u16, u16) {
         loop {
-            let f = self.recv(Duration::from_secs(5)).await.expect("a close frame");
+            let f = self
+                .recv(Duration::from_secs(5))
+                .await
+                .expect("a close frame");
             if let Some((code, text, class, method)) = f.close_info() {
                 return (f.channel, code, text, class, method);
             }
