@@ -28,13 +28,14 @@ impl Channel {
                 "prefetch_size!=0 ({prefetch_size})"
             ));
         }
-        if global {
-            self.link.deliveries.lock().global_prefetch = prefetch_count;
-            // A larger channel limit may let waiting messages through.
-            self.resume_deliveries();
-        } else {
+        // As in RabbitMQ, a per-consumer qos also lifts the channel-wide limit.
+        let channel_limit = if global { prefetch_count } else { 0 };
+        self.link.deliveries.lock().global_prefetch = channel_limit;
+        if !global {
             self.prefetch_count = prefetch_count;
         }
+        // A larger or lifted channel limit may let waiting messages through.
+        self.resume_deliveries();
         s.send(
             self.id,
             AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
@@ -179,9 +180,17 @@ impl Channel {
     }
 
     /// `basic.recover` / `recover-async`: requeue every unacked delivery.
-    pub(super) fn recover(&mut self, _s: &Session, requeue: bool) -> AmqpResult<()> {
+    /// `basic.recover` answers recover-ok before the redeliveries it causes
+    /// (clients such as lapin drop deliveries buffered before the ok).
+    pub(super) fn recover(&mut self, s: &Session, requeue: bool, reply: bool) -> AmqpResult<()> {
         if !requeue {
             return Err(amqp_err!(NotImplemented, "requeue=false"));
+        }
+        if reply {
+            s.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
+            );
         }
         let taken = {
             let mut deliveries = self.link.deliveries.lock();

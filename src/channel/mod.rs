@@ -407,12 +407,8 @@ impl Channel {
                 Ok(())
             }
             B::Get(get) => self.get(s, get.queue.as_str(), get.no_ack),
-            B::Recover(recover) => {
-                self.recover(s, recover.requeue)?;
-                s.send(self.id, AMQPClass::Basic(B::RecoverOk(basic::RecoverOk {})));
-                Ok(())
-            }
-            B::RecoverAsync(recover) => self.recover(s, recover.requeue),
+            B::Recover(recover) => self.recover(s, recover.requeue, true),
+            B::RecoverAsync(recover) => self.recover(s, recover.requeue, false),
             _ => Err(amqp_err!(CommandInvalid, "unimplemented method")),
         }
     }

@@ -320,11 +320,16 @@ impl Connection {
     fn handle_channel_frame(&mut self, frame: Frame) -> AmqpResult<()> {
         let id = frame.channel;
         if id > self.channel_max {
+            let (class_id, method_id) = match frame.kind {
+                FRAME_METHOD => method::method_ids(&frame.payload).unwrap_or((0, 0)),
+                _ => (0, 0),
+            };
             return Err(amqp_err!(
                 ChannelError,
                 "channel id {id} exceeds negotiated channel_max ({})",
                 self.channel_max
-            ));
+            )
+            .in_method(class_id, method_id));
         }
         let Some(session) = &self.session else {
             return Ok(());
@@ -553,11 +558,11 @@ impl Connection {
             Err(AuthError::Refused(why)) => {
                 warn!(peer = %self.peer, "{mechanism} login refused: {why}");
                 if self.capabilities.authentication_failure_close {
+                    // RabbitMQ names no failing method here (0.0).
                     Err(amqp_err!(
                         AccessRefused,
                         "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
-                    )
-                    .in_method(10, 11))
+                    ))
                 } else {
                     // Clients without the capability expect the socket to drop.
                     self.state = State::Closed;

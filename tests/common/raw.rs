@@ -101,8 +101,10 @@ pub struct RawConn {
 
 impl RawConn {
     pub async fn connect(addr: std::net::SocketAddr) -> RawConn {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let _ = stream.set_nodelay(true);
         RawConn {
-            stream: TcpStream::connect(addr).await.expect("connect"),
+            stream,
             buf: Vec::new(),
         }
     }
@@ -128,7 +130,7 @@ impl RawConn {
                     return Some(f);
                 }
             }
-            let mut chunk = [0u8; 65536];
+            let mut chunk = vec![0u8; 65536];
             let n = match tokio::time::timeout_at(deadline, self.stream.read(&mut chunk)).await {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => return None,
                 Ok(Ok(n)) => n,
@@ -192,11 +194,13 @@ impl RawConn {
         let mut args = channel_max.to_be_bytes().to_vec();
         args.extend_from_slice(&frame_max.to_be_bytes());
         args.extend_from_slice(&0u16.to_be_bytes());
-        c.send(&method(0, 10, 31, &args)).await;
         let mut open = short_str("/");
         open.extend(short_str(""));
         open.push(0);
-        c.send(&method(0, 10, 40, &open)).await;
+        // tune-ok and open in one write, as real clients do.
+        let mut both = method(0, 10, 31, &args);
+        both.extend(method(0, 10, 40, &open));
+        c.send(&both).await;
         c.expect_method(10, 41).await;
         c
     }
