@@ -1,39 +1,109 @@
-//! The broker: virtual hosts, users and the registry of live connections.
+//! The broker: virtual hosts, users, the store, and the registry of live
+//! connections. Opening a broker recovers everything durable from disk.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
+use tracing::{info, warn};
 
+use crate::alarm::Alarms;
 use crate::auth::Users;
 use crate::config::Config;
 use crate::connection::handle::ConnectionHandle;
+use crate::store::{Store, StoreError};
 use crate::vhost::VHost;
 
 #[derive(Debug)]
 pub struct Broker {
     pub config: Config,
     pub users: Users,
+    pub store: Arc<Store>,
+    pub alarms: Alarms,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     connections: Mutex<HashMap<u64, Arc<ConnectionHandle>>>,
     next_id: AtomicU64,
 }
 
 impl Broker {
-    pub fn new(config: Config) -> Self {
+    /// Open the store in the data directory and rebuild vhosts, exchanges,
+    /// queues (with their messages, in order) and bindings from it.
+    pub fn open(config: Config) -> Result<Broker, StoreError> {
+        let started = Instant::now();
+        let store = Store::open(
+            &config.data_dir,
+            config.sync,
+            config.store_cache_mb.saturating_mul(1 << 20),
+        )?;
+        let topology = store.load_topology()?;
         let users = Users::default();
         let guest_only_local = config.default_user == "guest" && !config.allow_remote_guest;
         users.add(&config.default_user, &config.default_pass, guest_only_local);
-        let mut vhosts = HashMap::new();
-        vhosts.insert("/".to_string(), Arc::new(VHost::new("/")));
-        Broker {
+        let memory = config.queue_memory_messages;
+        let mut vhosts: HashMap<String, Arc<VHost>> = HashMap::new();
+        let mut names = topology.vhosts.clone();
+        if !names.iter().any(|n| n == "/") {
+            store.put_vhost("/");
+            names.push("/".to_string());
+        }
+        for name in names {
+            let vhost = VHost::new(&name, Some(store.clone()), memory);
+            vhosts.insert(name, Arc::new(vhost));
+        }
+        for record in &topology.exchanges {
+            match vhosts.get(&record.vhost) {
+                Some(vhost) => vhost.restore_exchange(record),
+                None => warn!(
+                    "skipping exchange '{}' of unknown vhost '{}'",
+                    record.name, record.vhost
+                ),
+            }
+        }
+        let mut shared = HashMap::new();
+        let (mut queues, mut messages) = (0usize, 0usize);
+        for record in &topology.queues {
+            let Some(vhost) = vhosts.get(&record.vhost) else {
+                warn!(
+                    "skipping queue '{}' of unknown vhost '{}'",
+                    record.name, record.vhost
+                );
+                continue;
+            };
+            let queue = vhost.restore_queue(record, &store)?;
+            let recovered = queue.recover(&mut shared)?;
+            queues += 1;
+            messages += recovered.messages;
+        }
+        for record in &topology.bindings {
+            let restored = vhosts
+                .get(&record.vhost)
+                .is_some_and(|vhost| vhost.restore_binding(record));
+            if !restored {
+                warn!(
+                    "skipping binding from '{}' to {} '{}': an end is missing",
+                    record.source, record.destination_type, record.destination
+                );
+            }
+        }
+        let orphans = store.delete_unreferenced_shared(&shared);
+        if queues > 0 || orphans > 0 {
+            info!(
+                "recovered {queues} durable queues with {messages} messages from {} in {:?}",
+                store.path().display(),
+                started.elapsed()
+            );
+        }
+        Ok(Broker {
+            alarms: Alarms::new(),
             config,
             users,
+            store,
             vhosts: RwLock::new(vhosts),
             connections: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-        }
+        })
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {

@@ -64,6 +64,31 @@ pub struct Config {
     /// (RabbitMQ's loopback_users = none).
     #[arg(long, env = "WARREN_ALLOW_REMOTE_GUEST", default_value_t = false)]
     pub allow_remote_guest: bool,
+
+    /// Wait for the disk (fsync) before confirming persistent messages and
+    /// answering durable declarations. `--sync false` confirms at once: a
+    /// crash may then lose the last confirmed messages.
+    #[arg(long, env = "WARREN_SYNC", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sync: bool,
+
+    /// Ready messages each queue keeps in memory; beyond this they stay on
+    /// disk only and are read back in order as consumers catch up.
+    #[arg(long, env = "WARREN_QUEUE_MEMORY_MESSAGES", default_value_t = 8192)]
+    pub queue_memory_messages: usize,
+
+    /// Memory the store may use for caching, in MiB.
+    #[arg(long, env = "WARREN_STORE_CACHE_MB", default_value_t = 64)]
+    pub store_cache_mb: u64,
+
+    /// Memory high watermark: publishers are blocked above it. A number up to
+    /// 1 is a fraction of the machine's RAM; otherwise a size such as 2GB or
+    /// 512MiB.
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", default_value = "0.6")]
+    pub memory_high_watermark: String,
+
+    /// Free disk space below which publishers are blocked, as a size (50MB).
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value = "50MB")]
+    pub disk_free_limit: String,
 }
 
 impl Default for Config {
@@ -86,5 +111,64 @@ impl Config {
 
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    /// The memory high watermark in bytes, given the machine's RAM.
+    pub fn memory_limit(&self, total_ram: u64) -> Result<u64, String> {
+        let text = self.memory_high_watermark.trim();
+        match text.parse::<f64>() {
+            Ok(f) if (0.0..=1.0).contains(&f) => Ok((total_ram as f64 * f) as u64),
+            _ => parse_size(text),
+        }
+    }
+
+    /// The disk free limit in bytes.
+    pub fn disk_limit(&self) -> Result<u64, String> {
+        parse_size(self.disk_free_limit.trim())
+    }
+}
+
+/// A size: a number of bytes with an optional unit (kB, MB, GB as powers of
+/// 1000; KiB, MiB, GiB as powers of 1024; case-insensitive).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size (try 50MB or 2GiB)"))?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1000,
+        "kib" => 1 << 10,
+        "mb" | "m" => 1000 * 1000,
+        "mib" => 1 << 20,
+        "gb" | "g" => 1000 * 1000 * 1000,
+        "gib" => 1 << 30,
+        "tb" | "t" => 1000 * 1000 * 1000 * 1000,
+        "tib" => 1 << 40,
+        _ => return Err(format!("'{text}' has an unknown unit")),
+    };
+    Ok((number * factor as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_watermarks() {
+        assert_eq!(parse_size("50MB"), Ok(50_000_000));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert!(parse_size("lots").is_err());
+        let config = Config::default();
+        assert_eq!(config.memory_limit(1000), Ok(600));
+        let fixed = Config {
+            memory_high_watermark: "512MiB".into(),
+            ..Config::default()
+        };
+        assert_eq!(fixed.memory_limit(1000), Ok(512 << 20));
     }
 }

@@ -10,11 +10,14 @@
 //! - [`vhost`]: exchanges, queues and bindings of a virtual host, and routing.
 //! - [`exchange`]: direct, fanout, topic and headers routing.
 //! - [`queue`]: ready messages, consumers, delivery and settlement.
-//! - [`broker`]: virtual hosts, users, live connections.
+//! - [`broker`]: virtual hosts, users, live connections; recovery at start.
+//! - [`store`]: durable state in sled, group commit of confirms.
+//! - [`alarm`]: memory and disk alarms that block publishers.
 //! - [`auth`]: users and SASL mechanisms.
 //! - [`config`]: flags and environment variables.
 //! - [`server`]: the listener and the embeddable broker handle.
 
+pub mod alarm;
 pub mod auth;
 pub mod broker;
 pub mod channel;
@@ -25,6 +28,7 @@ pub mod message;
 pub mod protocol;
 pub mod queue;
 pub mod server;
+pub mod store;
 pub mod util;
 pub mod vhost;
 

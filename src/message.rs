@@ -1,6 +1,7 @@
 //! A published message, as queues hold it and consumers receive it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
@@ -18,6 +19,39 @@ pub struct Message {
     pub body: Bytes,
     /// The `expiration` property in milliseconds, when valid.
     pub expiration: Option<u64>,
+    /// Set when the message is stored once for several durable queues.
+    pub shared: Option<Arc<SharedMessage>>,
+}
+
+/// A persistent message stored once in the shared tree for several durable
+/// queues, with the count of queues that still hold it.
+#[derive(Debug)]
+pub struct SharedMessage {
+    pub id: u64,
+    holders: AtomicUsize,
+}
+
+impl SharedMessage {
+    pub fn new(id: u64, holders: usize) -> Self {
+        SharedMessage {
+            id,
+            holders: AtomicUsize::new(holders),
+        }
+    }
+
+    /// One more queue holds it (recovery counts references this way).
+    pub fn hold(&self) {
+        self.holders.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn holders(&self) -> usize {
+        self.holders.load(Ordering::Acquire)
+    }
+
+    /// One holder let go; true when it was the last.
+    pub fn release(&self) -> bool {
+        self.holders.fetch_sub(1, Ordering::AcqRel) == 1
+    }
 }
 
 impl Message {
@@ -36,6 +70,7 @@ impl Message {
             properties,
             body,
             expiration,
+            shared: None,
         }
     }
 
@@ -62,6 +97,8 @@ pub struct QueuedMessage {
     pub redelivered: bool,
     /// When it expires (milliseconds since the epoch), from its TTL.
     pub expires_at: Option<u64>,
+    /// Whether it is in the queue's durable tree (deleted from it when settled).
+    pub on_disk: bool,
 }
 
 /// Longest TTL RabbitMQ accepts: ten years in milliseconds.

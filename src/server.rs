@@ -30,7 +30,12 @@ impl Server {
     /// Start a broker: bind the listener (only once everything is ready to
     /// serve) and accept connections in the background.
     pub async fn start(config: Config) -> io::Result<Server> {
-        let broker = Arc::new(Broker::new(config));
+        // Recovery reads the store: off the async workers.
+        let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+            .await
+            .map_err(io::Error::other)?
+            .map_err(io::Error::other)?;
+        let broker = Arc::new(broker);
         let listener = TcpListener::bind(broker.config.listen).await?;
         let local_addr = listener.local_addr()?;
         info!(
@@ -38,6 +43,7 @@ impl Server {
             env!("CARGO_PKG_VERSION")
         );
         let (shutdown, signal) = watch::channel(false);
+        tokio::spawn(crate::alarm::monitor(broker.clone(), signal.clone()));
         let acceptor = tokio::spawn(accept_loop(listener, broker.clone(), signal));
         Ok(Server {
             local_addr,
@@ -64,6 +70,8 @@ impl Server {
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.await;
         }
+        let store = self.broker.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
         info!("Warren stopped");
     }
 }

@@ -15,7 +15,9 @@ use crate::amqp_err;
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::protocol::table::{describe_value, equivalent, lookup, value_text};
 use crate::protocol::{AmqpResult, Properties};
-use crate::queue::{Consumer, Queue};
+use crate::queue::storage::QueueStorage;
+use crate::queue::{Consumer, Queue, QueueOptions};
+use crate::store::{BindingRecord, ExchangeRecord, QueueRecord, Store};
 
 /// Queue arguments RabbitMQ compares on redeclaration of a classic queue.
 const QUEUE_EQUIVALENCE_KEYS: &[&str] = &[
@@ -88,10 +90,14 @@ pub struct VHost {
     pub name: Arc<str>,
     default_exchange: Arc<str>,
     topology: RwLock<Topology>,
+    /// Where durable entities are written; None for a broker without one.
+    store: Option<Arc<Store>>,
+    /// Per-queue bound of ready messages in memory.
+    max_in_memory: usize,
 }
 
 impl VHost {
-    pub fn new(name: &str) -> Self {
+    pub fn new(name: &str, store: Option<Arc<Store>>, max_in_memory: usize) -> Self {
         let mut topology = Topology::default();
         for &(xname, kind, internal) in STANDARD_EXCHANGES {
             let name: Arc<str> = Arc::from(xname);
@@ -104,6 +110,55 @@ impl VHost {
             name: Arc::from(name),
             default_exchange: Arc::from(""),
             topology: RwLock::new(topology),
+            store,
+            max_in_memory,
+        }
+    }
+
+    /// Whether both ends of a binding are durable (and so is the binding).
+    fn is_durable_binding(topo: &Topology, source: &Exchange, destination: &Destination) -> bool {
+        source.durable
+            && match destination {
+                Destination::Queue(q) => q.durable,
+                Destination::Exchange(name) => {
+                    topo.exchanges.get(name.as_ref()).is_some_and(|x| x.durable)
+                }
+            }
+    }
+
+    fn binding_record(&self, source: &str, binding: &Binding) -> BindingRecord {
+        BindingRecord {
+            vhost: self.name.to_string(),
+            source: source.to_string(),
+            destination_type: if binding.destination.is_queue() {
+                "queue"
+            } else {
+                "exchange"
+            }
+            .to_string(),
+            destination: binding.destination.name().to_string(),
+            routing_key: binding.routing_key.clone(),
+            arguments: binding.arguments.clone(),
+        }
+    }
+
+    /// Forget stored bindings that were just removed from `source`.
+    fn forget_bindings(&self, source: &str, removed: &[Binding], durable: bool) {
+        if let (Some(store), true) = (&self.store, durable) {
+            for binding in removed {
+                store.delete_binding(&self.binding_record(source, binding));
+            }
+        }
+    }
+
+    fn exchange_record(&self, exchange: &Exchange) -> ExchangeRecord {
+        ExchangeRecord {
+            vhost: self.name.to_string(),
+            name: exchange.name.to_string(),
+            kind: exchange.kind.as_str().to_string(),
+            auto_delete: exchange.auto_delete,
+            internal: exchange.internal,
+            arguments: exchange.arguments.clone(),
         }
     }
 
@@ -183,17 +238,18 @@ impl VHost {
             ));
         }
         let name: Arc<str> = Arc::from(spec.name.as_str());
-        topo.exchanges.insert(
+        let exchange = Exchange::new(
             name.clone(),
-            Exchange::new(
-                name,
-                kind,
-                spec.durable,
-                spec.auto_delete,
-                spec.internal,
-                spec.arguments,
-            ),
+            kind,
+            spec.durable,
+            spec.auto_delete,
+            spec.internal,
+            spec.arguments,
         );
+        if let (Some(store), true) = (&self.store, exchange.durable) {
+            store.put_exchange(&self.exchange_record(&exchange));
+        }
+        topo.exchanges.insert(name, exchange);
         Ok(())
     }
 
@@ -232,32 +288,46 @@ impl VHost {
                 self.exchange_desc(name)
             ));
         }
-        Self::remove_exchange(&mut topo, name);
+        self.remove_exchange(&mut topo, name);
         Ok(())
     }
 
     /// Remove an exchange and every binding to it, then auto-delete the
     /// exchanges that lost their last binding.
-    fn remove_exchange(topo: &mut Topology, name: &str) {
-        if topo.exchanges.remove(name).is_none() {
+    fn remove_exchange(&self, topo: &mut Topology, name: &str) {
+        let Some(exchange) = topo.exchanges.remove(name) else {
             return;
+        };
+        if exchange.durable
+            && let Some(store) = &self.store
+        {
+            store.delete_exchange(&self.name, name);
+            for binding in exchange.bindings() {
+                if Self::is_durable_binding(topo, &exchange, &binding.destination) {
+                    store.delete_binding(&self.binding_record(name, binding));
+                }
+            }
         }
         let dest = Destination::Exchange(Arc::from(name));
-        Self::unbind_everywhere(topo, &dest);
+        self.unbind_everywhere(topo, &dest, exchange.durable);
     }
 
-    fn unbind_everywhere(topo: &mut Topology, dest: &Destination) {
+    /// Remove every binding to `dest` (whose durability is `dest_durable`),
+    /// auto-deleting the sources left without bindings.
+    fn unbind_everywhere(&self, topo: &mut Topology, dest: &Destination, dest_durable: bool) {
         let mut emptied = Vec::new();
         for exchange in topo.exchanges.values_mut() {
-            if !exchange.unbind_destination(dest).is_empty()
-                && exchange.auto_delete
-                && !exchange.has_bindings()
-            {
+            let removed = exchange.unbind_destination(dest);
+            if removed.is_empty() {
+                continue;
+            }
+            self.forget_bindings(&exchange.name, &removed, exchange.durable && dest_durable);
+            if exchange.auto_delete && !exchange.has_bindings() {
                 emptied.push(exchange.name.clone());
             }
         }
         for name in emptied {
-            Self::remove_exchange(topo, &name);
+            self.remove_exchange(topo, &name);
         }
     }
 
@@ -307,14 +377,37 @@ impl VHost {
             return Ok((queue.clone(), false, messages, consumers));
         }
         let name: Arc<str> = Arc::from(spec.name.as_str());
-        let queue = Arc::new(Queue::new(
-            name.clone(),
-            self.name.clone(),
+        let storage = match &self.store {
+            Some(store) => Some(
+                QueueStorage::new(store.clone(), store.next_id(), durable).map_err(|e| {
+                    amqp_err!(
+                        InternalError,
+                        "cannot create storage for queue '{}': {e}",
+                        spec.name
+                    )
+                })?,
+            ),
+            None => None,
+        };
+        let queue = Arc::new(Queue::new(QueueOptions {
+            name: name.clone(),
+            vhost: self.name.clone(),
             durable,
-            spec.auto_delete,
-            owner,
-            spec.arguments,
-        ));
+            auto_delete: spec.auto_delete,
+            exclusive_owner: owner,
+            arguments: spec.arguments,
+            storage,
+            max_in_memory: self.max_in_memory,
+        }));
+        if let (Some(store), Some(id), true) = (&self.store, queue.storage_id(), durable) {
+            store.put_queue(&QueueRecord {
+                vhost: self.name.to_string(),
+                name: name.to_string(),
+                id,
+                auto_delete: queue.auto_delete,
+                arguments: queue.arguments.clone(),
+            });
+        }
         topo.queues.insert(name, queue.clone());
         Ok((queue, true, 0, 0))
     }
@@ -351,7 +444,7 @@ impl VHost {
         };
         queue.check_exclusive_access(connection)?;
         queue.check_delete(if_unused, if_empty)?;
-        let (count, consumers) = Self::remove_queue(&mut topo, &queue);
+        let (count, consumers) = self.remove_queue(&mut topo, &queue);
         Ok((count, Some((queue, consumers))))
     }
 
@@ -360,14 +453,14 @@ impl VHost {
     pub fn delete_queue_instance(&self, queue: &Arc<Queue>) -> Option<Vec<Arc<Consumer>>> {
         let mut topo = self.topology.write();
         match topo.queues.get(&queue.name) {
-            Some(q) if Arc::ptr_eq(q, queue) => Some(Self::remove_queue(&mut topo, queue).1),
+            Some(q) if Arc::ptr_eq(q, queue) => Some(self.remove_queue(&mut topo, queue).1),
             _ => None,
         }
     }
 
-    fn remove_queue(topo: &mut Topology, queue: &Arc<Queue>) -> (u32, Vec<Arc<Consumer>>) {
+    fn remove_queue(&self, topo: &mut Topology, queue: &Arc<Queue>) -> (u32, Vec<Arc<Consumer>>) {
         topo.queues.remove(&queue.name);
-        Self::unbind_everywhere(topo, &Destination::Queue(queue.clone()));
+        self.unbind_everywhere(topo, &Destination::Queue(queue.clone()), queue.durable);
         queue.mark_deleted()
     }
 
@@ -410,17 +503,27 @@ impl VHost {
     ) -> AmqpResult<()> {
         let mut topo = self.topology.write();
         let destination = self.resolve(&topo, source, target, connection)?;
-        let Some(exchange) = topo.exchanges.get_mut(source) else {
+        let Some(exchange) = topo.exchanges.get(source) else {
             return Err(self.no_exchange(source));
         };
         if exchange.kind == ExchangeKind::Headers {
             crate::exchange::headers::validate_binding(&arguments)?;
         }
-        exchange.bind(Binding {
+        let durable = Self::is_durable_binding(&topo, exchange, &destination);
+        let binding = Binding {
             destination,
             routing_key: routing_key.to_string(),
             arguments,
-        });
+        };
+        let record = durable.then(|| self.binding_record(source, &binding));
+        let Some(exchange) = topo.exchanges.get_mut(source) else {
+            return Err(self.no_exchange(source));
+        };
+        if exchange.bind(binding)
+            && let (Some(store), Some(record)) = (&self.store, record)
+        {
+            store.put_binding(&record);
+        }
         Ok(())
     }
 
@@ -441,18 +544,94 @@ impl VHost {
             Err(e) if e.code == crate::protocol::ReplyCode::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
+        let Some(exchange) = topo.exchanges.get(source) else {
+            return Ok(());
+        };
+        let durable = Self::is_durable_binding(&topo, exchange, &destination);
         let Some(exchange) = topo.exchanges.get_mut(source) else {
             return Ok(());
         };
-        if exchange
-            .unbind(&destination, routing_key, arguments)
-            .is_some()
-            && exchange.auto_delete
-            && !exchange.has_bindings()
-        {
-            Self::remove_exchange(&mut topo, source);
+        let Some(removed) = exchange.unbind(&destination, routing_key, arguments) else {
+            return Ok(());
+        };
+        let emptied = exchange.auto_delete && !exchange.has_bindings();
+        self.forget_bindings(source, &[removed], durable);
+        if emptied {
+            self.remove_exchange(&mut topo, source);
         }
         Ok(())
+    }
+
+    // ---- recovery --------------------------------------------------------
+
+    /// Re-create a stored exchange at start (nothing is written back).
+    pub fn restore_exchange(&self, record: &ExchangeRecord) {
+        let Some(kind) = ExchangeKind::parse(&record.kind) else {
+            tracing::warn!(
+                "skipping stored exchange '{}' of unknown type '{}'",
+                record.name,
+                record.kind
+            );
+            return;
+        };
+        let name: Arc<str> = Arc::from(record.name.as_str());
+        self.topology.write().exchanges.insert(
+            name.clone(),
+            Exchange::new(
+                name,
+                kind,
+                true,
+                record.auto_delete,
+                record.internal,
+                record.arguments.clone(),
+            ),
+        );
+    }
+
+    /// Re-create a stored durable queue at start, with its storage.
+    pub fn restore_queue(
+        &self,
+        record: &QueueRecord,
+        store: &Arc<Store>,
+    ) -> Result<Arc<Queue>, crate::store::StoreError> {
+        let storage = QueueStorage::new(store.clone(), record.id, true)?;
+        let name: Arc<str> = Arc::from(record.name.as_str());
+        let queue = Arc::new(Queue::new(QueueOptions {
+            name: name.clone(),
+            vhost: self.name.clone(),
+            durable: true,
+            auto_delete: record.auto_delete,
+            exclusive_owner: None,
+            arguments: record.arguments.clone(),
+            storage: Some(storage),
+            max_in_memory: self.max_in_memory,
+        }));
+        self.topology.write().queues.insert(name, queue.clone());
+        Ok(queue)
+    }
+
+    /// Re-create a stored binding at start; false when an end is missing.
+    pub fn restore_binding(&self, record: &BindingRecord) -> bool {
+        let mut topo = self.topology.write();
+        let destination = match record.destination_type.as_str() {
+            "queue" => match topo.queues.get(record.destination.as_str()) {
+                Some(q) => Destination::Queue(q.clone()),
+                None => return false,
+            },
+            _ => match topo.exchanges.get_key_value(record.destination.as_str()) {
+                Some((name, _)) => Destination::Exchange(name.clone()),
+                None => return false,
+            },
+        };
+        let Some(source) = topo.exchanges.get_mut(record.source.as_str()) else {
+            return false;
+        };
+        source.bind(Binding {
+            destination,
+            routing_key: record.routing_key.clone(),
+            arguments: record.arguments.clone(),
+        });
+        true
     }
 
     // ---- routing ---------------------------------------------------------
@@ -469,10 +648,10 @@ impl VHost {
     ) -> AmqpResult<Arc<str>> {
         let topo = self.topology.read();
         if exchange.is_empty() {
-            if let Ok(name) = std::str::from_utf8(routing_key) {
-                if let Some(queue) = topo.queues.get(name) {
-                    queues.push(queue.clone());
-                }
+            if let Ok(name) = std::str::from_utf8(routing_key)
+                && let Some(queue) = topo.queues.get(name)
+            {
+                queues.push(queue.clone());
             }
             return Ok(self.default_exchange.clone());
         }
@@ -503,23 +682,22 @@ impl VHost {
                 match dest {
                     Destination::Queue(q) => queues.push(q.clone()),
                     Destination::Exchange(next) => {
-                        if !visited.contains(&next.as_ref()) {
-                            if let Some(nx) = topo.exchanges.get(next.as_ref()) {
-                                visited.push(&nx.name);
-                                pending.push(nx);
-                            }
+                        if !visited.contains(&next.as_ref())
+                            && let Some(nx) = topo.exchanges.get(next.as_ref())
+                        {
+                            visited.push(&nx.name);
+                            pending.push(nx);
                         }
                     }
                 }
             });
             // An exchange that routes nowhere hands the message to its alternate.
-            if let (false, Some(alternate)) = (routed, x.alternate_exchange()) {
-                if !visited.contains(&alternate) {
-                    if let Some(ax) = topo.exchanges.get(alternate) {
-                        visited.push(&ax.name);
-                        pending.push(ax);
-                    }
-                }
+            if let (false, Some(alternate)) = (routed, x.alternate_exchange())
+                && !visited.contains(&alternate)
+                && let Some(ax) = topo.exchanges.get(alternate)
+            {
+                visited.push(&ax.name);
+                pending.push(ax);
             }
         }
         if queues.len() > 1 {

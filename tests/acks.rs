@@ -51,6 +51,30 @@ async fn publish_n(ch: &Channel, queue: &str, n: usize) {
     }
 }
 
+/// Wait until `queue` holds `n` ready messages.
+async fn wait_for_ready(ch: &Channel, queue: &str, n: u32) {
+    within(5, async {
+        loop {
+            let declared = ch
+                .queue_declare(
+                    queue.into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .expect("passive declare");
+            if declared.message_count() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
 async fn get(ch: &Channel, queue: &str) -> BasicGetMessage {
     within(
         5,
@@ -882,6 +906,9 @@ async fn dropped_socket_requeues_unacked_messages() {
     let (conn, ch) = broker.channel().await;
     let queue = shared_queue(&ch).await;
     publish_n(&ch, &queue, 2).await;
+    // Publishes are asynchronous: the raw client below may otherwise ask
+    // before the broker has them.
+    wait_for_ready(&ch, &queue, 2).await;
     // A raw client takes both messages and vanishes without closing.
     let mut c = RawConn::handshake(broker.addr).await;
     c.open_channel(1).await;

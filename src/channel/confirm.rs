@@ -1,5 +1,10 @@
-//! Publisher confirms: sequence numbers for a channel in confirm mode, and
-//! the coalescing of confirmations into as few `basic.ack` frames as possible.
+//! Publisher confirms: sequence numbers for a channel in confirm mode, the
+//! wait for the disk before a persistent message is confirmed, and the
+//! coalescing of confirmations into as few `basic.ack` frames as possible.
+//!
+//! A stored message is first `Unsynced`; at the end of the batch of input it
+//! arrived in, one sync ticket is requested for all of them (group commit),
+//! and they wait as `Durable(ticket)` until the flusher reaches it.
 
 use std::collections::VecDeque;
 
@@ -9,10 +14,12 @@ use crate::protocol::method::put_confirm_args;
 /// The outcome of one published message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Not settled yet (waiting for the disk).
-    Pending,
     Ack,
     Nack,
+    /// Written to the store; its sync ticket is requested at the end of the batch.
+    Unsynced,
+    /// Waiting for the flush that makes this ticket durable.
+    Durable(u64),
 }
 
 /// Confirm-mode bookkeeping of one channel.
@@ -56,13 +63,50 @@ impl Confirms {
         !self.outstanding.is_empty()
     }
 
+    /// Give every stored-but-unsynced publish the ticket `request` returns
+    /// (called once, for all of them, only if there are any).
+    pub fn request_sync(&mut self, request: impl FnOnce() -> u64) {
+        if !self
+            .outstanding
+            .iter()
+            .rev()
+            .any(|(_, o)| *o == Outcome::Unsynced)
+        {
+            return;
+        }
+        let ticket = request();
+        for (_, outcome) in self.outstanding.iter_mut() {
+            if *outcome == Outcome::Unsynced {
+                *outcome = Outcome::Durable(ticket);
+            }
+        }
+    }
+
+    /// Whether some publish waits for the disk.
+    pub fn waiting_for_disk(&self) -> bool {
+        self.outstanding
+            .iter()
+            .any(|(_, o)| matches!(o, Outcome::Durable(_)))
+    }
+
+    /// Mark as acked every publish whose ticket is now durable.
+    pub fn settle_durable(&mut self, durable: u64) {
+        for (_, outcome) in self.outstanding.iter_mut() {
+            match outcome {
+                Outcome::Durable(t) if *t <= durable => *outcome = Outcome::Ack,
+                Outcome::Durable(_) | Outcome::Unsynced => break,
+                _ => {}
+            }
+        }
+    }
+
     /// Write the confirmations that can go out now. Settled publishes at the
     /// front go in runs: a run of several acks (or nacks) is one frame with
     /// `multiple` set, which is valid because everything before it is
     /// already confirmed.
     pub fn flush(&mut self, channel: u16, out: &mut FrameBuf) {
         while let Some(&(first, outcome)) = self.outstanding.front() {
-            if outcome == Outcome::Pending {
+            if matches!(outcome, Outcome::Unsynced | Outcome::Durable(_)) {
                 return;
             }
             let mut last = first;
@@ -124,10 +168,27 @@ mod tests {
         let mut c = Confirms::default();
         c.record(1, Outcome::Ack);
         c.record(2, Outcome::Nack);
-        c.record(3, Outcome::Pending);
+        c.record(3, Outcome::Unsynced);
         c.record(4, Outcome::Ack);
         assert_eq!(sent(&mut c), vec![(80, 1, false), (120, 2, false)]);
         c.settle(3, Outcome::Ack);
         assert_eq!(sent(&mut c), vec![(80, 4, true)]);
+    }
+
+    #[test]
+    fn stored_publishes_wait_for_their_flush() {
+        let mut c = Confirms::default();
+        c.record(1, Outcome::Unsynced);
+        c.record(2, Outcome::Unsynced);
+        c.request_sync(|| 7);
+        assert!(c.waiting_for_disk());
+        c.record(3, Outcome::Unsynced);
+        c.request_sync(|| 8);
+        assert!(sent(&mut c).is_empty());
+        c.settle_durable(7);
+        assert_eq!(sent(&mut c), vec![(80, 2, true)]);
+        c.settle_durable(8);
+        assert_eq!(sent(&mut c), vec![(80, 3, false)]);
+        assert!(!c.waiting_for_disk());
     }
 }

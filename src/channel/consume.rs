@@ -98,10 +98,10 @@ impl Channel {
     }
 
     pub(super) fn cancel(&mut self, s: &Session, tag: &str, nowait: bool) {
-        if let Some((queue, consumer)) = self.consumers.remove(tag) {
-            if queue.remove_consumer(&consumer) == ConsumerRemoval::RemovedLastOfAutoDelete {
-                s.delete_queue(&queue);
-            }
+        if let Some((queue, consumer)) = self.consumers.remove(tag)
+            && queue.remove_consumer(&consumer) == ConsumerRemoval::RemovedLastOfAutoDelete
+        {
+            s.delete_queue(&queue);
         }
         if !nowait {
             s.send(
@@ -136,10 +136,10 @@ impl Channel {
                 out.put_content(link.id, msg.properties.raw(), &msg.body, frame_max);
             });
             if no_ack {
-                false
+                Some(message)
             } else {
                 deliveries.record_get(tag, queue.clone(), message);
-                true
+                None
             }
         });
         if !got {

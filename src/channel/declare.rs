@@ -11,6 +11,7 @@ use crate::vhost::{BindTarget, ExchangeSpec, QueueSpec};
 impl Channel {
     pub(super) fn exchange_declare(&mut self, s: &Session, d: exchange::Declare) -> AmqpResult<()> {
         let name = strip_cr_lf(d.exchange.as_str());
+        let mark = s.topology_mark();
         if d.passive {
             s.vhost.check_exchange(&name)?;
         } else {
@@ -24,21 +25,24 @@ impl Channel {
             })?;
         }
         if !d.nowait {
-            s.send(
+            s.reply(
                 self.id,
                 AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})),
+                mark,
             );
         }
         Ok(())
     }
 
     pub(super) fn exchange_delete(&mut self, s: &Session, d: exchange::Delete) -> AmqpResult<()> {
+        let mark = s.topology_mark();
         s.vhost
             .delete_exchange(&strip_cr_lf(d.exchange.as_str()), d.if_unused)?;
         if !d.nowait {
-            s.send(
+            s.reply(
                 self.id,
                 AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
+                mark,
             );
         }
         Ok(())
@@ -46,6 +50,7 @@ impl Channel {
 
     pub(super) fn exchange_bind(&mut self, s: &Session, b: exchange::Bind) -> AmqpResult<()> {
         let destination = strip_cr_lf(b.destination.as_str());
+        let mark = s.topology_mark();
         s.vhost.bind(
             &strip_cr_lf(b.source.as_str()),
             BindTarget::Exchange(&destination),
@@ -54,9 +59,10 @@ impl Channel {
             s.connection_id(),
         )?;
         if !b.nowait {
-            s.send(
+            s.reply(
                 self.id,
                 AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
+                mark,
             );
         }
         Ok(())
@@ -64,6 +70,7 @@ impl Channel {
 
     pub(super) fn exchange_unbind(&mut self, s: &Session, u: exchange::Unbind) -> AmqpResult<()> {
         let destination = strip_cr_lf(u.destination.as_str());
+        let mark = s.topology_mark();
         s.vhost.unbind(
             &strip_cr_lf(u.source.as_str()),
             BindTarget::Exchange(&destination),
@@ -72,9 +79,10 @@ impl Channel {
             s.connection_id(),
         )?;
         if !u.nowait {
-            s.send(
+            s.reply(
                 self.id,
                 AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
+                mark,
             );
         }
         Ok(())
@@ -82,6 +90,7 @@ impl Channel {
 
     pub(super) fn queue_declare(&mut self, s: &Session, d: queue::Declare) -> AmqpResult<()> {
         let requested = strip_cr_lf(d.queue.as_str());
+        let mark = s.topology_mark();
         let (name, messages, consumers) = if d.passive {
             let queue = s.vhost.queue(&requested)?;
             queue.check_exclusive_access(s.connection_id())?;
@@ -112,13 +121,14 @@ impl Channel {
         };
         self.last_queue = Some(name.clone());
         if !d.nowait {
-            s.send(
+            s.reply(
                 self.id,
                 AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
                     queue: ShortString::from(name),
                     message_count: messages,
                     consumer_count: consumers,
                 })),
+                mark,
             );
         }
         Ok(())
@@ -138,6 +148,7 @@ impl Channel {
 
     pub(super) fn queue_bind(&mut self, s: &Session, b: queue::Bind) -> AmqpResult<()> {
         let (name, key) = self.bind_names(b.queue.as_str(), b.routing_key.as_str())?;
+        let mark = s.topology_mark();
         s.vhost.bind(
             &strip_cr_lf(b.exchange.as_str()),
             BindTarget::Queue(&name),
@@ -146,9 +157,10 @@ impl Channel {
             s.connection_id(),
         )?;
         if !b.nowait {
-            s.send(
+            s.reply(
                 self.id,
                 AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
+                mark,
             );
         }
         Ok(())
@@ -156,6 +168,7 @@ impl Channel {
 
     pub(super) fn queue_unbind(&mut self, s: &Session, u: queue::Unbind) -> AmqpResult<()> {
         let (name, key) = self.bind_names(u.queue.as_str(), u.routing_key.as_str())?;
+        let mark = s.topology_mark();
         s.vhost.unbind(
             &strip_cr_lf(u.exchange.as_str()),
             BindTarget::Queue(&name),
@@ -163,9 +176,10 @@ impl Channel {
             &u.arguments,
             s.connection_id(),
         )?;
-        s.send(
+        s.reply(
             self.id,
             AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
+            mark,
         );
         Ok(())
     }
@@ -186,6 +200,7 @@ impl Channel {
 
     pub(super) fn queue_delete(&mut self, s: &Session, d: queue::Delete) -> AmqpResult<()> {
         let name = self.expand_queue_name(d.queue.as_str())?;
+        let mark = s.topology_mark();
         let (count, deleted) =
             s.vhost
                 .delete_queue(&name, s.connection_id(), d.if_unused, d.if_empty)?;
@@ -193,11 +208,12 @@ impl Channel {
             s.notify_cancelled(consumers);
         }
         if !d.nowait {
-            s.send(
+            s.reply(
                 self.id,
                 AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk {
                     message_count: count,
                 })),
+                mark,
             );
         }
         Ok(())

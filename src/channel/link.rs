@@ -36,15 +36,16 @@ impl ChannelLink {
         }
     }
 
-    /// Write a `basic.deliver` with its content and record it as unacked
-    /// unless the consumer acknowledges automatically.
+    /// Write a `basic.deliver` with its content and record it as unacked.
+    /// A message for a consumer without acks is settled at once and handed
+    /// back, so the queue can drop its disk copy.
     pub fn deliver(
         &self,
         deliveries: &mut Deliveries,
         consumer: &Arc<Consumer>,
         queue: &Arc<Queue>,
         message: QueuedMessage,
-    ) {
+    ) -> Option<QueuedMessage> {
         let tag = deliveries.next_tag();
         let msg = &message.message;
         let frame_max = self.conn.frame_max;
@@ -61,16 +62,18 @@ impl ChannelLink {
             });
             out.put_content(self.id, msg.properties.raw(), &msg.body, frame_max);
         });
-        if !consumer.no_ack {
-            consumer.add_unacked();
-            deliveries.global_unacked += 1;
-            deliveries.unacked.push_back(Unacked {
-                tag,
-                queue: queue.clone(),
-                message,
-                consumer: Some(consumer.clone()),
-            });
+        if consumer.no_ack {
+            return Some(message);
         }
+        consumer.add_unacked();
+        deliveries.global_unacked += 1;
+        deliveries.unacked.push_back(Unacked {
+            tag,
+            queue: queue.clone(),
+            message,
+            consumer: Some(consumer.clone()),
+        });
+        None
     }
 }
 

@@ -45,6 +45,16 @@ pub struct Session {
     pub handle: Arc<ConnectionHandle>,
     /// Exclusive queues this connection declared; deleted when it closes.
     exclusive_queues: RefCell<Vec<Arc<Queue>>>,
+    /// Replies held until a sync ticket is durable. While any are held, the
+    /// connection reads no further input, so replies keep their order.
+    held: RefCell<Option<HeldReplies>>,
+}
+
+/// Replies waiting for the disk.
+#[derive(Debug, Default)]
+pub struct HeldReplies {
+    pub ticket: u64,
+    pub replies: Vec<(u16, AMQPClass)>,
 }
 
 impl Session {
@@ -54,6 +64,52 @@ impl Session {
             vhost,
             handle,
             exclusive_queues: RefCell::new(Vec::new()),
+            held: RefCell::new(None),
+        }
+    }
+
+    /// A mark to pass to [`Session::reply`]: the store's topology write count.
+    pub fn topology_mark(&self) -> u64 {
+        self.broker.store.topology_writes()
+    }
+
+    /// Answer a method that may have changed durable topology: if the store
+    /// was written since `mark`, the answer waits until that is on disk.
+    pub fn reply(&self, channel: u16, method: AMQPClass, mark: u64) {
+        let changed = self.broker.store.topology_writes() != mark;
+        self.reply_when(channel, method, changed);
+    }
+
+    /// Answer now, or after the next flush when `needs_sync`. An answer
+    /// behind a held one is held too, to keep the order.
+    pub fn reply_when(&self, channel: u16, method: AMQPClass, needs_sync: bool) {
+        let mut held = self.held.borrow_mut();
+        if !needs_sync && held.is_none() {
+            drop(held);
+            self.send(channel, method);
+            return;
+        }
+        let ticket = if needs_sync {
+            self.broker.store.request_sync()
+        } else {
+            0
+        };
+        let entry = held.get_or_insert_with(HeldReplies::default);
+        entry.ticket = entry.ticket.max(ticket);
+        entry.replies.push((channel, method));
+    }
+
+    /// The ticket held replies wait for, if any.
+    pub fn held_ticket(&self) -> Option<u64> {
+        self.held.borrow().as_ref().map(|h| h.ticket)
+    }
+
+    /// Send the held replies (their ticket is durable).
+    pub fn release_held(&self) {
+        if let Some(held) = self.held.borrow_mut().take() {
+            for (channel, method) in held.replies {
+                self.send(channel, method);
+            }
         }
     }
 

@@ -8,10 +8,10 @@ use bytes::Bytes;
 use super::confirm::{Confirms, Outcome};
 use super::{Channel, Session};
 use crate::amqp_err;
-use crate::message::Message;
+use crate::message::{Message, SharedMessage};
 use crate::protocol::method::{Publish, put_return_args};
 use crate::protocol::{AmqpResult, Properties, ReplyCode};
-use crate::queue::Queue;
+use crate::queue::{Persist, Queue};
 use amq_protocol::protocol::{AMQPClass, confirm};
 
 impl Channel {
@@ -46,21 +46,23 @@ impl Channel {
         )?;
         check_user_id(&properties, &s.handle.user)?;
         check_expiration(&properties)?;
-        let message = Arc::new(Message::new(
-            exchange,
-            publish.routing_key.clone(),
-            properties,
-            body,
-        ));
+        let mut message = Message::new(exchange, publish.routing_key.clone(), properties, body);
+        share_if_fanned_out(s, &mut message, &queues);
+        let message = Arc::new(message);
         if let Some(tx) = &mut self.tx {
             tx.publish(message, queues.clone(), publish.mandatory);
             self.route_buf = queues;
             return Ok(());
         }
         let seq = self.confirms.as_mut().map(Confirms::next_seq);
-        self.deliver_routed(s, &message, &queues, publish.mandatory);
+        let persisted = self.deliver_routed(s, &message, &queues, publish.mandatory);
         if let (Some(confirms), Some(seq)) = (&mut self.confirms, seq) {
-            confirms.record(seq, Outcome::Ack);
+            let outcome = match persisted {
+                Persist::NotNeeded => Outcome::Ack,
+                Persist::Stored => Outcome::Unsynced,
+                Persist::Failed => Outcome::Nack,
+            };
+            confirms.record(seq, outcome);
         }
         self.route_buf = queues;
         Ok(())
@@ -74,16 +76,22 @@ impl Channel {
         message: &Arc<Message>,
         queues: &[Arc<Queue>],
         mandatory: bool,
-    ) {
+    ) -> Persist {
         if queues.is_empty() {
             if mandatory {
                 self.basic_return(s, message, ReplyCode::NoRoute, "NO_ROUTE");
             }
-            return;
+            return Persist::NotNeeded;
         }
+        let mut persisted = Persist::NotNeeded;
         for queue in queues {
-            queue.publish(message.clone());
+            match queue.publish(message.clone()) {
+                Persist::Failed => persisted = Persist::Failed,
+                Persist::Stored if persisted == Persist::NotNeeded => persisted = Persist::Stored,
+                _ => {}
+            }
         }
+        persisted
     }
 
     fn basic_return(&self, s: &Session, message: &Message, code: ReplyCode, text: &str) {
@@ -122,13 +130,51 @@ impl Channel {
         Ok(())
     }
 
-    /// Send the confirmations that are ready (once per batch of input).
+    /// At the end of a batch of input: request one sync for the stored
+    /// publishes of the batch, then send the confirmations that are ready.
     pub fn flush_confirms(&mut self, s: &Session) {
-        if let Some(confirms) = &mut self.confirms {
-            if confirms.has_unsent() && !self.closing {
-                s.handle.outbox.push(|out| confirms.flush(self.id, out));
-            }
+        if let Some(confirms) = &mut self.confirms
+            && confirms.has_unsent()
+            && !self.closing
+        {
+            let syncer = &s.broker.store.syncer;
+            confirms.request_sync(|| syncer.request());
+            // Already durable (a flush overtook us, or syncing is off).
+            confirms.settle_durable(syncer.durable());
+            s.handle.outbox.push(|out| confirms.flush(self.id, out));
         }
+    }
+
+    /// The flusher reached `durable`: confirm what it covers.
+    pub fn on_durable(&mut self, s: &Session, durable: u64) {
+        if let Some(confirms) = &mut self.confirms {
+            confirms.settle_durable(durable);
+        }
+        self.flush_confirms(s);
+    }
+
+    /// Whether a confirm waits for the disk.
+    pub fn waiting_for_disk(&self) -> bool {
+        self.confirms
+            .as_ref()
+            .is_some_and(Confirms::waiting_for_disk)
+    }
+}
+
+/// A persistent message routed to several durable queues is written once to
+/// the shared tree; each queue then stores a reference to it.
+fn share_if_fanned_out(s: &Session, message: &mut Message, queues: &[Arc<Queue>]) {
+    if !message.is_persistent() {
+        return;
+    }
+    let holders = queues.iter().filter(|q| q.stores_persistent()).count();
+    if holders < 2 {
+        return;
+    }
+    let store = &s.broker.store;
+    let id = store.next_id();
+    if store.put_shared(id, crate::store::codec::encode_message(message, None)) {
+        message.shared = Some(Arc::new(SharedMessage::new(id, holders)));
     }
 }
 

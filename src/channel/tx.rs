@@ -13,7 +13,7 @@ use super::{Channel, Session, Settle, settle_unacked};
 use crate::amqp_err;
 use crate::message::Message;
 use crate::protocol::AmqpResult;
-use crate::queue::Queue;
+use crate::queue::{Persist, Queue};
 
 #[derive(Debug, Default)]
 pub(super) struct Tx {
@@ -69,16 +69,19 @@ impl Channel {
                 "channel is not transactional"
             ));
         };
+        let mut stored = false;
         for (message, queues, mandatory) in pending.publishes {
-            self.deliver_routed(s, &message, &queues, mandatory);
+            stored |= self.deliver_routed(s, &message, &queues, mandatory) == Persist::Stored;
         }
         for (how, items) in pending.settles {
             self.link.deliveries.lock().release(&items);
             settle_unacked(items, how);
         }
-        s.send(
+        // commit-ok only once the transaction's persistent messages are on disk.
+        s.reply_when(
             self.id,
             AMQPClass::Tx(tx::AMQPMethod::CommitOk(tx::CommitOk {})),
+            stored,
         );
         Ok(())
     }

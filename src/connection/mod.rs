@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tracing::{debug, info, warn};
 
+use crate::alarm::AlarmState;
 use crate::amqp_err;
 use crate::auth::{AuthError, MECHANISMS};
 use crate::broker::Broker;
@@ -98,6 +99,9 @@ pub async fn serve(
         closing_since: None,
         last_read: Instant::now(),
         started: Instant::now(),
+        published: false,
+        blocked: false,
+        sent_blocked: false,
     };
     conn.run(reader, events_rx, shutdown).await;
     conn.tear_down();
@@ -125,6 +129,12 @@ struct Connection {
     closing_since: Option<Instant>,
     last_read: Instant,
     started: Instant,
+    /// A publish arrived in the current batch of input.
+    published: bool,
+    /// Not read because of a resource alarm.
+    blocked: bool,
+    /// `connection.blocked` was sent and `unblocked` is owed.
+    sent_blocked: bool,
 }
 
 impl Connection {
@@ -136,15 +146,26 @@ impl Connection {
     ) {
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
         let mut shutdown_seen = false;
+        let store = self.broker.store.clone();
+        let mut durable = store.syncer.subscribe();
+        let mut alarms = self.broker.alarms.subscribe();
         loop {
             self.process_input(&mut buf);
-            if let Some(session) = &self.session {
-                for channel in self.channels.values_mut() {
-                    channel.flush_confirms(session);
-                }
-            }
+            self.end_of_batch();
             if self.state == State::Closed {
                 return;
+            }
+            // Replies waiting for the disk: no further input until they go.
+            if let Some(ticket) = self.session.as_ref().and_then(Session::held_ticket) {
+                tokio::select! {
+                    _ = store.syncer.wait(ticket) => {
+                        if let Some(session) = &self.session {
+                            session.release_held();
+                        }
+                    }
+                    Some(event) = events.recv() => self.handle_event(event),
+                }
+                continue;
             }
             // A client that does not read its socket does not get to write more.
             if self.outbox.is_congested() {
@@ -154,21 +175,45 @@ impl Connection {
                 }
                 continue;
             }
-            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            let reading = !self.blocked;
+            if reading && buf.capacity() - buf.len() < READ_CHUNK / 4 {
                 buf.reserve(READ_CHUNK);
             }
             let deadline = self.deadline();
+            let waiting_for_disk = self.channels.values().any(Channel::waiting_for_disk);
             tokio::select! {
-                read = reader.read_buf(&mut buf) => match read {
+                read = reader.read_buf(&mut buf), if reading => match read {
                     Ok(0) | Err(_) => {
                         if self.state == State::Running {
                             info!(connection = %self.label(), "client closed the connection without connection.close");
                         }
                         return;
                     }
-                    Ok(_) => self.last_read = Instant::now(),
+                    Ok(_) => {
+                        self.last_read = Instant::now();
+                        // Let other connections' tasks run before this
+                        // batch is handled: one busy publisher must not
+                        // keep its consumers' acks waiting.
+                        tokio::task::yield_now().await;
+                    }
                 },
                 Some(event) = events.recv() => self.handle_event(event),
+                changed = durable.changed(), if waiting_for_disk => {
+                    if changed.is_ok() {
+                        let upto = *durable.borrow_and_update();
+                        if let Some(session) = &self.session {
+                            for channel in self.channels.values_mut() {
+                                channel.on_durable(session, upto);
+                            }
+                        }
+                    }
+                }
+                changed = alarms.changed() => {
+                    if changed.is_ok() {
+                        let state = *alarms.borrow_and_update();
+                        self.on_alarm(state);
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     if self.on_deadline() {
                         return;
@@ -191,6 +236,50 @@ impl Connection {
         }
     }
 
+    /// After a batch of input: request one sync for the batch's stored
+    /// publishes and send ready confirms; block the connection if it
+    /// published while a resource alarm is raised.
+    fn end_of_batch(&mut self) {
+        if let Some(session) = &self.session {
+            for channel in self.channels.values_mut() {
+                channel.flush_confirms(session);
+            }
+        }
+        if std::mem::take(&mut self.published) && !self.blocked && self.state == State::Running {
+            let alarm = self.broker.alarms.state();
+            if alarm.active() {
+                self.block(alarm.reason());
+            }
+        }
+    }
+
+    /// Stop reading from a publishing connection until the alarms clear.
+    fn block(&mut self, reason: &str) {
+        self.blocked = true;
+        debug!(connection = %self.label(), "blocked: {reason}");
+        if self.capabilities.connection_blocked {
+            self.sent_blocked = true;
+            self.send0(AMQPClass::Connection(conn_methods::AMQPMethod::Blocked(
+                conn_methods::Blocked {
+                    reason: ShortString::from(reason),
+                },
+            )));
+        }
+    }
+
+    fn on_alarm(&mut self, state: AlarmState) {
+        if state.active() || !self.blocked {
+            return;
+        }
+        self.blocked = false;
+        debug!(connection = %self.label(), "unblocked");
+        if std::mem::take(&mut self.sent_blocked) {
+            self.send0(AMQPClass::Connection(conn_methods::AMQPMethod::Unblocked(
+                conn_methods::Unblocked {},
+            )));
+        }
+    }
+
     fn label(&self) -> String {
         match &self.client_name {
             Some(name) => format!("{} ({name})", self.peer),
@@ -203,7 +292,8 @@ impl Connection {
         let far = Instant::now() + Duration::from_secs(3600);
         match self.state {
             State::Closing => self.closing_since.map_or(far, |t| t + CLOSE_OK_TIMEOUT),
-            State::Running if self.heartbeat > 0 => {
+            // A blocked connection is not read, so its silence proves nothing.
+            State::Running if self.heartbeat > 0 && !self.blocked => {
                 self.last_read + Duration::from_secs(2 * self.heartbeat as u64)
             }
             State::Running | State::Closed => far,
@@ -257,8 +347,19 @@ impl Connection {
             }
             match self.codec.decode(buf) {
                 Ok(Some(frame)) => {
+                    if frame.kind == FRAME_METHOD && frame.payload.starts_with(&[0, 60, 0, 40]) {
+                        self.published = true;
+                    }
                     if let Err(error) = self.handle_frame(frame) {
                         self.fail(error.0, error.1);
+                    }
+                    // Replies wait for the disk: stop until they are sent.
+                    if self
+                        .session
+                        .as_ref()
+                        .is_some_and(|s| s.held_ticket().is_some())
+                    {
+                        return;
                     }
                 }
                 Ok(None) => return,

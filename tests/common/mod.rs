@@ -20,6 +20,7 @@ use warren::{Config, Server};
 /// A broker for one test. Call [`TestBroker::stop`] at the end.
 pub struct TestBroker {
     server: Option<Server>,
+    config: Option<Config>,
     uri: String,
     pub addr: std::net::SocketAddr,
     pub data_dir: PathBuf,
@@ -63,6 +64,7 @@ impl TestBroker {
                 .expect("WARREN_TEST_AMQP_URI like amqp://guest:guest@127.0.0.1:5673/%2f");
             return TestBroker {
                 server: None,
+                config: None,
                 uri,
                 addr,
                 data_dir: temp_dir("external"),
@@ -77,11 +79,12 @@ impl TestBroker {
     /// Start a broker with exactly this configuration.
     pub async fn start_config(config: Config) -> TestBroker {
         let data_dir = config.data_dir.clone();
-        let server = Server::start(config).await.expect("broker starts");
+        let server = Server::start(config.clone()).await.expect("broker starts");
         let addr = server.local_addr();
         TestBroker {
             uri: format!("amqp://guest:guest@{addr}/%2f"),
             server: Some(server),
+            config: Some(config),
             addr,
             data_dir,
         }
@@ -118,6 +121,24 @@ impl TestBroker {
         let conn = self.connect().await;
         let ch = conn.create_channel().await.expect("channel");
         (conn, ch)
+    }
+
+    /// Stop the broker cleanly and start it again on the same data
+    /// directory (on a new ephemeral port).
+    pub async fn restart(mut self) -> TestBroker {
+        let config = self
+            .config
+            .take()
+            .expect("restart needs an in-process broker");
+        if let Some(server) = self.server.take() {
+            server.shutdown().await;
+        }
+        TestBroker::start_config(config).await
+    }
+
+    /// The configuration the broker runs with.
+    pub fn config(&self) -> Option<&Config> {
+        self.config.as_ref()
     }
 
     /// Stop the broker (a no-op against an outside broker).

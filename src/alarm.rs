@@ -1,0 +1,218 @@
+//! Resource alarms: memory above the high watermark, or free disk below the
+//! limit. While one is raised, connections that publish are blocked (their
+//! sockets are not read and clients that asked get `connection.blocked`);
+//! consumers keep going, which is what clears the alarm.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{Notify, watch};
+use tracing::{info, warn};
+
+use crate::broker::Broker;
+
+/// Which alarms are raised.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AlarmState {
+    pub memory: bool,
+    pub disk: bool,
+}
+
+impl AlarmState {
+    pub fn active(&self) -> bool {
+        self.memory || self.disk
+    }
+
+    /// The reason `connection.blocked` carries, as RabbitMQ words it.
+    pub fn reason(&self) -> &'static str {
+        match (self.memory, self.disk) {
+            (true, true) => "low on memory and disk",
+            (true, false) => "low on memory",
+            _ => "low on disk",
+        }
+    }
+}
+
+/// The alarms and their thresholds. Thresholds can change at run time
+/// (RabbitMQ's `set_vm_memory_high_watermark` / `set_disk_free_limit`);
+/// the monitor applies them at its next check.
+#[derive(Debug)]
+pub struct Alarms {
+    state: watch::Sender<AlarmState>,
+    memory_limit: AtomicU64,
+    disk_limit: AtomicU64,
+    /// Wakes the monitor for an immediate check.
+    recheck: Notify,
+}
+
+impl Default for Alarms {
+    fn default() -> Self {
+        Alarms::new()
+    }
+}
+
+impl Alarms {
+    pub fn new() -> Alarms {
+        Alarms {
+            state: watch::channel(AlarmState::default()).0,
+            memory_limit: AtomicU64::new(u64::MAX),
+            disk_limit: AtomicU64::new(0),
+            recheck: Notify::new(),
+        }
+    }
+
+    /// Set the memory high watermark, in bytes, and check at once.
+    pub fn set_memory_limit(&self, bytes: u64) {
+        self.memory_limit.store(bytes, Ordering::Relaxed);
+        self.recheck.notify_one();
+    }
+
+    /// Set the disk free limit, in bytes, and check at once.
+    pub fn set_disk_limit(&self, bytes: u64) {
+        self.disk_limit.store(bytes, Ordering::Relaxed);
+        self.recheck.notify_one();
+    }
+
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit.load(Ordering::Relaxed)
+    }
+
+    pub fn disk_limit(&self) -> u64 {
+        self.disk_limit.load(Ordering::Relaxed)
+    }
+
+    pub fn state(&self) -> AlarmState {
+        *self.state.borrow()
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<AlarmState> {
+        self.state.subscribe()
+    }
+
+    fn update(&self, change: impl FnOnce(&mut AlarmState)) {
+        self.state.send_if_modified(|state| {
+            let before = *state;
+            change(state);
+            before != *state
+        });
+    }
+}
+
+/// Resident set size of this process, in bytes.
+pub fn process_rss() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Some(pages * page.max(4096) as u64)
+}
+
+/// Total RAM of the machine, in bytes.
+pub fn total_ram() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Free space available to this process on the filesystem holding `path`.
+pub fn disk_free(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: c_path is a valid NUL-terminated string and stat points to
+    // writable memory of the right type; statvfs fills it on success.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so the struct is initialised.
+    let stat = unsafe { stat.assume_init() };
+    // The field widths vary by platform (u64 on Linux x86_64).
+    #[allow(clippy::unnecessary_cast)]
+    let free = stat.f_bavail as u64 * stat.f_frsize as u64;
+    Some(free)
+}
+
+/// Check memory and disk once a second and raise or clear the alarms,
+/// logging each change. Runs until `stop` changes.
+pub async fn monitor(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let config = &broker.config;
+    let ram = total_ram().unwrap_or(u64::MAX);
+    let memory_limit = config.memory_limit(ram).unwrap_or_else(|e| {
+        warn!("invalid memory high watermark ({e}); using 0.6 of RAM");
+        (ram as f64 * 0.6) as u64
+    });
+    let disk_limit = config.disk_limit().unwrap_or_else(|e| {
+        warn!("invalid disk free limit ({e}); using 50MB");
+        50_000_000
+    });
+    info!(
+        "memory high watermark {} MiB, disk free limit {} MB",
+        memory_limit >> 20,
+        disk_limit / 1_000_000
+    );
+    broker
+        .alarms
+        .memory_limit
+        .store(memory_limit, Ordering::Relaxed);
+    broker
+        .alarms
+        .disk_limit
+        .store(disk_limit, Ordering::Relaxed);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = broker.alarms.recheck.notified() => {}
+            _ = stop.changed() => return,
+        }
+        let memory_limit = broker.alarms.memory_limit();
+        let disk_limit = broker.alarms.disk_limit();
+        if let Some(rss) = process_rss() {
+            let high = rss > memory_limit;
+            if high != broker.alarms.state().memory {
+                if high {
+                    warn!(
+                        "memory alarm set: {} MiB used, watermark {} MiB; blocking publishers",
+                        rss >> 20,
+                        memory_limit >> 20
+                    );
+                } else {
+                    info!("memory alarm cleared: {} MiB used", rss >> 20);
+                }
+                broker.alarms.update(|s| s.memory = high);
+            }
+        }
+        if let Some(free) = disk_free(&config.data_dir) {
+            let low = free < disk_limit;
+            if low != broker.alarms.state().disk {
+                if low {
+                    warn!(
+                        "disk alarm set: {} MB free, limit {} MB; blocking publishers",
+                        free / 1_000_000,
+                        disk_limit / 1_000_000
+                    );
+                } else {
+                    info!("disk alarm cleared: {} MB free", free / 1_000_000);
+                }
+                broker.alarms.update(|s| s.disk = low);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_process_and_machine_figures() {
+        assert!(process_rss().is_some_and(|r| r > 0));
+        assert!(total_ram().is_some_and(|r| r > 0));
+        assert!(disk_free(Path::new("/")).is_some());
+    }
+}

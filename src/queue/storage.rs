@@ -1,0 +1,381 @@
+//! A queue's use of the store: the persistent messages of a durable queue,
+//! and the scratch tree that a deep queue pages transient messages into.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use tracing::warn;
+
+use crate::message::{Message, QueuedMessage, SharedMessage};
+use crate::store::codec::{self, Entry, Names};
+use crate::store::{Store, StoreError};
+
+/// Where a paged-out message lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    /// The durable queue's own tree (a persistent message).
+    Durable,
+    /// The scratch tree (a transient message, dropped at restart).
+    Scratch,
+}
+
+/// A ready message that is on disk only.
+#[derive(Debug, Clone)]
+pub struct PagedRef {
+    pub seq: u64,
+    pub location: Location,
+    /// Body size, for byte limits.
+    pub body_size: u32,
+    pub redelivered: bool,
+    pub expires_at: Option<u64>,
+    /// The shared record this message references, if any.
+    pub shared: Option<Arc<SharedMessage>>,
+}
+
+/// The outcome of writing a published message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// Transient message or queue: nothing to write.
+    NotNeeded,
+    /// In the store; durable after the next flush.
+    Stored,
+    /// The write failed: the publisher must not be told it is safe.
+    Failed,
+}
+
+/// What recovery found in a queue's tree.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Recovered {
+    pub messages: usize,
+    pub bytes: usize,
+}
+
+#[derive(Debug)]
+pub struct QueueStorage {
+    store: Arc<Store>,
+    pub id: u64,
+    /// Present for durable queues.
+    durable: Option<sled::Tree>,
+    scratch: OnceLock<Option<sled::Tree>>,
+    /// Set when the queue is deleted: its trees are gone.
+    destroyed: AtomicBool,
+    /// One past the highest sequence number delivered (0: none), and the
+    /// value last written.
+    delivered_below: AtomicU64,
+    delivered_written: AtomicU64,
+}
+
+impl QueueStorage {
+    pub fn new(store: Arc<Store>, id: u64, durable: bool) -> Result<Arc<QueueStorage>, StoreError> {
+        let tree = if durable {
+            Some(store.queue_tree(id)?)
+        } else {
+            None
+        };
+        let below = if durable {
+            store.delivered_below(id)
+        } else {
+            0
+        };
+        let storage = Arc::new(QueueStorage {
+            store: store.clone(),
+            id,
+            durable: tree,
+            scratch: OnceLock::new(),
+            destroyed: AtomicBool::new(false),
+            delivered_below: AtomicU64::new(below),
+            delivered_written: AtomicU64::new(below),
+        });
+        if durable {
+            store.register_marks(&storage);
+        }
+        Ok(storage)
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn is_durable(&self) -> bool {
+        self.durable.is_some()
+    }
+
+    /// Write a persistent message of a durable queue.
+    pub fn persist(&self, seq: u64, message: &Message, expires_at: Option<u64>) -> Persist {
+        let Some(tree) = &self.durable else {
+            return Persist::NotNeeded;
+        };
+        if !message.is_persistent() {
+            return Persist::NotNeeded;
+        }
+        let key = seq.to_be_bytes();
+        let result = match &message.shared {
+            Some(shared) => tree.insert(key, &codec::encode_reference(shared.id, expires_at)[..]),
+            None => tree.insert(key, codec::encode_message(message, expires_at)),
+        };
+        match result {
+            Ok(_) => Persist::Stored,
+            Err(e) => {
+                warn!(queue = self.id, "cannot persist a message: {e}");
+                // This queue will not hold its reference.
+                self.release_shared(message.shared.as_ref());
+                Persist::Failed
+            }
+        }
+    }
+
+    /// Delete settled messages from disk, in one batch.
+    pub fn remove(&self, messages: &[QueuedMessage]) {
+        let on_disk = messages.iter().filter(|m| m.on_disk);
+        if let Some(tree) = self.live_tree() {
+            let mut batch = sled::Batch::default();
+            let mut any = false;
+            for m in on_disk.clone() {
+                batch.remove(&m.seq.to_be_bytes());
+                any = true;
+            }
+            if any && let Err(e) = tree.apply_batch(batch) {
+                warn!(queue = self.id, "cannot delete settled messages: {e}");
+            }
+        }
+        for m in on_disk {
+            self.release_shared(m.message.shared.as_ref());
+        }
+    }
+
+    /// The durable tree, unless the queue was deleted.
+    fn live_tree(&self) -> Option<&sled::Tree> {
+        if self.destroyed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.durable.as_ref()
+    }
+
+    /// One reference to a shared message is gone; delete it after the last.
+    pub fn release_shared(&self, shared: Option<&Arc<SharedMessage>>) {
+        if let Some(shared) = shared
+            && shared.release()
+        {
+            let _ = self.store.shared().remove(shared.id.to_be_bytes());
+        }
+    }
+
+    /// Move a ready message out of memory.
+    pub fn page_out(&self, message: QueuedMessage) -> Result<PagedRef, QueuedMessage> {
+        let location = if message.on_disk {
+            Location::Durable
+        } else {
+            let Some(scratch) = self.scratch() else {
+                return Err(message);
+            };
+            let encoded = codec::encode_message(&message.message, message.expires_at);
+            if scratch.insert(message.seq.to_be_bytes(), encoded).is_err() {
+                return Err(message);
+            }
+            Location::Scratch
+        };
+        Ok(PagedRef {
+            seq: message.seq,
+            location,
+            body_size: message.message.body.len() as u32,
+            redelivered: message.redelivered,
+            expires_at: message.expires_at,
+            shared: message.message.shared.clone(),
+        })
+    }
+
+    /// Read a paged message back. A scratch copy is deleted once read.
+    pub fn page_in(&self, paged: PagedRef, names: &mut Names) -> Option<QueuedMessage> {
+        let (tree, on_disk) = match paged.location {
+            Location::Durable => (self.durable.as_ref()?, true),
+            Location::Scratch => (self.scratch()?, false),
+        };
+        let key = paged.seq.to_be_bytes();
+        let raw = match tree.get(key) {
+            Ok(Some(raw)) => raw,
+            other => {
+                warn!(
+                    queue = self.id,
+                    seq = paged.seq,
+                    "paged message missing: {other:?}"
+                );
+                return None;
+            }
+        };
+        if paged.location == Location::Scratch {
+            let _ = tree.remove(key);
+        }
+        let (message, _) = self.decode(raw, paged.shared, names)?;
+        Some(QueuedMessage {
+            seq: paged.seq,
+            message: Arc::new(message),
+            redelivered: paged.redelivered,
+            expires_at: paged.expires_at,
+            on_disk,
+        })
+    }
+
+    /// Decode a stored entry; a reference is resolved through the shared
+    /// tree and given `shared` as its record. Returns the message and its expiry.
+    pub fn decode(
+        &self,
+        raw: sled::IVec,
+        shared: Option<Arc<SharedMessage>>,
+        names: &mut Names,
+    ) -> Option<(Message, Option<u64>)> {
+        let decoded = match codec::decode(Bytes::from_owner(raw), names) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                warn!(queue = self.id, "unreadable stored message: {e}");
+                return None;
+            }
+        };
+        match decoded.entry {
+            Entry::Inline(message) => Some((message, decoded.expires_at)),
+            Entry::Reference(id) => {
+                let raw = self.store.shared().get(id.to_be_bytes()).ok().flatten()?;
+                match codec::decode(Bytes::from_owner(raw), names) {
+                    Ok(codec::Decoded {
+                        entry: Entry::Inline(mut message),
+                        ..
+                    }) => {
+                        message.shared = shared;
+                        Some((message, decoded.expires_at))
+                    }
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    fn scratch(&self) -> Option<&sled::Tree> {
+        self.scratch
+            .get_or_init(|| self.store.scratch_tree(self.id).ok())
+            .as_ref()
+    }
+
+    /// Drop the disk copies of purged messages.
+    pub fn purge(&self, on_disk: &[u64], shared: Vec<Arc<SharedMessage>>) {
+        if let Some(tree) = self.live_tree() {
+            let mut batch = sled::Batch::default();
+            for seq in on_disk {
+                batch.remove(&seq.to_be_bytes());
+            }
+            let _ = tree.apply_batch(batch);
+        }
+        if let Some(Some(scratch)) = self.scratch.get() {
+            let _ = scratch.clear();
+        }
+        for record in &shared {
+            self.release_shared(Some(record));
+        }
+    }
+
+    /// Remember that `seq` was delivered (written lazily, before flushes).
+    pub fn note_delivered(&self, seq: u64) {
+        if self.durable.is_some() {
+            self.delivered_below.fetch_max(seq + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Write the delivery mark if it moved since the last write.
+    pub fn write_delivered_mark(&self) {
+        if self.destroyed.load(Ordering::Acquire) {
+            return;
+        }
+        let below = self.delivered_below.load(Ordering::Relaxed);
+        if self.delivered_written.swap(below, Ordering::Relaxed) != below {
+            self.store.set_delivered_below(self.id, below);
+        }
+    }
+
+    /// Remove everything this queue has on disk (queue deleted), releasing
+    /// its references to shared messages.
+    pub fn destroy(&self, vhost: &str, name: &str, shared: Vec<Arc<SharedMessage>>) {
+        self.destroyed.store(true, Ordering::Release);
+        if self.durable.is_some() {
+            self.store.delete_queue(vhost, name, self.id);
+        }
+        self.store.drop_scratch(self.id);
+        for record in &shared {
+            self.release_shared(Some(record));
+        }
+    }
+
+    /// Read the queue's tree back at start: the first `in_memory` messages
+    /// whole, the rest as paged references. Every message at or below the
+    /// stored delivery mark comes back redelivered.
+    pub fn recover(
+        &self,
+        shared: &mut HashMap<u64, Arc<SharedMessage>>,
+        in_memory: usize,
+        mut accept: impl FnMut(RecoveredEntry),
+    ) -> Result<Recovered, StoreError> {
+        let Some(tree) = &self.durable else {
+            return Ok(Recovered::default());
+        };
+        let below = self.delivered_below.load(Ordering::Relaxed);
+        let mut names = Names::default();
+        let mut stats = Recovered::default();
+        for item in tree.iter() {
+            let (key, raw) = item.map_err(|e| self.store.corrupt_message(self.id, b"?", e))?;
+            let seq = <[u8; 8]>::try_from(key.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| {
+                    self.store
+                        .corrupt_message(self.id, &key, "key is not a sequence number")
+                })?;
+            let header =
+                codec::peek(&raw).map_err(|e| self.store.corrupt_message(self.id, &key, e))?;
+            let record = header.reference.map(|id| {
+                let record = shared
+                    .entry(id)
+                    .or_insert_with(|| Arc::new(SharedMessage::new(id, 0)))
+                    .clone();
+                record.hold();
+                record
+            });
+            let redelivered = seq < below;
+            stats.messages += 1;
+            if stats.messages <= in_memory {
+                let (message, expires_at) =
+                    self.decode(raw, record, &mut names).ok_or_else(|| {
+                        self.store
+                            .corrupt_message(self.id, &key, "undecodable message")
+                    })?;
+                stats.bytes += message.body.len();
+                accept(RecoveredEntry::Loaded(QueuedMessage {
+                    seq,
+                    message: Arc::new(message),
+                    redelivered,
+                    expires_at,
+                    on_disk: true,
+                }));
+            } else {
+                let body_size = match header.reference {
+                    Some(_) => 0,
+                    None => header.body_size as u32,
+                };
+                stats.bytes += body_size as usize;
+                accept(RecoveredEntry::Paged(PagedRef {
+                    seq,
+                    location: Location::Durable,
+                    body_size,
+                    redelivered,
+                    expires_at: header.expires_at,
+                    shared: record,
+                }));
+            }
+        }
+        Ok(stats)
+    }
+}
+
+/// One message found by recovery.
+#[derive(Debug)]
+pub enum RecoveredEntry {
+    Loaded(QueuedMessage),
+    Paged(PagedRef),
+}
