@@ -86,6 +86,12 @@ pub struct Config {
     #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", default_value = "0.6")]
     pub memory_high_watermark: String,
 
+    /// Milliseconds a delivery may stay unacknowledged before its channel is
+    /// closed with 406 and the message requeued (0 disables; queues may set
+    /// their own with `x-consumer-timeout`).
+    #[arg(long = "consumer-timeout", env = "WARREN_CONSUMER_TIMEOUT", default_value_t = 1_800_000)]
+    pub consumer_timeout_ms: u64,
+
     /// Free disk space below which publishers are blocked, as a size (50MB).
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value = "50MB")]
     pub disk_free_limit: String,
