@@ -14,6 +14,7 @@ use crate::auth::Users;
 use crate::config::Config;
 use crate::connection::handle::ConnectionHandle;
 use crate::store::{Store, StoreError};
+use crate::timer::{TimerEvents, Timers};
 use crate::vhost::VHost;
 
 #[derive(Debug)]
@@ -22,6 +23,9 @@ pub struct Broker {
     pub users: Users,
     pub store: Arc<Store>,
     pub alarms: Alarms,
+    pub timers: Timers,
+    /// Taken by the server, which runs the timers.
+    timer_events: Mutex<Option<TimerEvents>>,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
     connections: Mutex<HashMap<u64, Arc<ConnectionHandle>>>,
     next_id: AtomicU64,
@@ -42,6 +46,7 @@ impl Broker {
         let guest_only_local = config.default_user == "guest" && !config.allow_remote_guest;
         users.add(&config.default_user, &config.default_pass, guest_only_local);
         let memory = config.queue_memory_messages;
+        let (timers, timer_events) = Timers::new();
         let mut vhosts: HashMap<String, Arc<VHost>> = HashMap::new();
         let mut names = topology.vhosts.clone();
         if !names.iter().any(|n| n == "/") {
@@ -49,8 +54,8 @@ impl Broker {
             names.push("/".to_string());
         }
         for name in names {
-            let vhost = VHost::new(&name, Some(store.clone()), memory);
-            vhosts.insert(name, Arc::new(vhost));
+            let vhost = VHost::new(&name, Some(store.clone()), memory, Some(timers.clone()));
+            vhosts.insert(name, vhost);
         }
         for record in &topology.exchanges {
             match vhosts.get(&record.vhost) {
@@ -96,6 +101,8 @@ impl Broker {
             );
         }
         Ok(Broker {
+            timers,
+            timer_events: Mutex::new(Some(timer_events)),
             alarms: Alarms::new(),
             config,
             users,
@@ -104,6 +111,11 @@ impl Broker {
             connections: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
         })
+    }
+
+    /// The timers' event stream (taken once, by whoever runs [`crate::timer::run`]).
+    pub fn take_timer_events(&self) -> Option<TimerEvents> {
+        self.timer_events.lock().take()
     }
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {

@@ -89,7 +89,11 @@ pub struct Config {
     /// Milliseconds a delivery may stay unacknowledged before its channel is
     /// closed with 406 and the message requeued (0 disables; queues may set
     /// their own with `x-consumer-timeout`).
-    #[arg(long = "consumer-timeout", env = "WARREN_CONSUMER_TIMEOUT", default_value_t = 1_800_000)]
+    #[arg(
+        long = "consumer-timeout",
+        env = "WARREN_CONSUMER_TIMEOUT",
+        default_value_t = 1_800_000
+    )]
     pub consumer_timeout_ms: u64,
 
     /// Free disk space below which publishers are blocked, as a size (50MB).

@@ -13,6 +13,7 @@
 //! - [`broker`]: virtual hosts, users, live connections; recovery at start.
 //! - [`store`]: durable state in sled, group commit of confirms.
 //! - [`alarm`]: memory and disk alarms that block publishers.
+//! - [`timer`]: deadlines: message and queue expiry, delayed messages.
 //! - [`auth`]: users and SASL mechanisms.
 //! - [`config`]: flags and environment variables.
 //! - [`server`]: the listener and the embeddable broker handle.
@@ -29,6 +30,7 @@ pub mod protocol;
 pub mod queue;
 pub mod server;
 pub mod store;
+pub mod timer;
 pub mod util;
 pub mod vhost;
 

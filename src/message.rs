@@ -99,6 +99,8 @@ pub struct QueuedMessage {
     pub expires_at: Option<u64>,
     /// Whether it is in the queue's durable tree (deleted from it when settled).
     pub on_disk: bool,
+    /// Times it was returned to a quorum queue (`x-delivery-count`).
+    pub delivery_count: u32,
 }
 
 /// Longest TTL RabbitMQ accepts: ten years in milliseconds.

@@ -44,6 +44,9 @@ impl Server {
         );
         let (shutdown, signal) = watch::channel(false);
         tokio::spawn(crate::alarm::monitor(broker.clone(), signal.clone()));
+        if let Some(events) = broker.take_timer_events() {
+            tokio::spawn(crate::timer::run(events));
+        }
         let acceptor = tokio::spawn(accept_loop(listener, broker.clone(), signal));
         Ok(Server {
             local_addr,

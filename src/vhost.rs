@@ -6,35 +6,20 @@
 //! reading to route, declarations and deletions take it for writing.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use amq_protocol::types::FieldTable;
 use parking_lot::RwLock;
 
 use crate::amqp_err;
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
+use crate::message::Message;
 use crate::protocol::table::{describe_value, equivalent, lookup, value_text};
 use crate::protocol::{AmqpResult, Properties};
 use crate::queue::storage::QueueStorage;
-use crate::queue::{Consumer, Queue, QueueOptions};
+use crate::queue::{Consumer, Queue, QueueArgs, QueueOptions};
 use crate::store::{BindingRecord, ExchangeRecord, QueueRecord, Store};
-
-/// Queue arguments RabbitMQ compares on redeclaration of a classic queue.
-const QUEUE_EQUIVALENCE_KEYS: &[&str] = &[
-    "x-expires",
-    "x-message-ttl",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-priority",
-    "x-overflow",
-    "x-queue-mode",
-    "x-queue-version",
-    "x-single-active-consumer",
-    "x-queue-type",
-    "x-queue-master-locator",
-];
+use crate::timer::Timers;
 
 /// Exchanges every virtual host has from its creation.
 const STANDARD_EXCHANGES: &[(&str, ExchangeKind, bool)] = &[
@@ -94,10 +79,17 @@ pub struct VHost {
     store: Option<Arc<Store>>,
     /// Per-queue bound of ready messages in memory.
     max_in_memory: usize,
+    timers: Option<Timers>,
+    me: Weak<VHost>,
 }
 
 impl VHost {
-    pub fn new(name: &str, store: Option<Arc<Store>>, max_in_memory: usize) -> Self {
+    pub fn new(
+        name: &str,
+        store: Option<Arc<Store>>,
+        max_in_memory: usize,
+        timers: Option<Timers>,
+    ) -> Arc<Self> {
         let mut topology = Topology::default();
         for &(xname, kind, internal) in STANDARD_EXCHANGES {
             let name: Arc<str> = Arc::from(xname);
@@ -106,13 +98,15 @@ impl VHost {
                 Exchange::new(name, kind, true, false, internal, FieldTable::default()),
             );
         }
-        VHost {
+        Arc::new_cyclic(|me| VHost {
             name: Arc::from(name),
             default_exchange: Arc::from(""),
             topology: RwLock::new(topology),
             store,
             max_in_memory,
-        }
+            timers,
+            me: me.clone(),
+        })
     }
 
     /// Whether both ends of a binding are durable (and so is the binding).
@@ -349,8 +343,8 @@ impl VHost {
         }
         let owner = spec.exclusive.then_some(connection);
         let durable = spec.durable && !spec.exclusive;
-        let mut topo = self.topology.write();
-        if let Some(queue) = topo.queues.get(spec.name.as_str()) {
+        let existing = self.topology.read().queues.get(spec.name.as_str()).cloned();
+        if let Some(queue) = existing {
             if queue.exclusive_owner != owner {
                 return Err(queue.locked_error());
             }
@@ -371,10 +365,21 @@ impl VHost {
                 &queue.arguments,
                 &spec.arguments,
                 &name,
-                QUEUE_EQUIVALENCE_KEYS,
+                queue.args.queue_type.equivalence_keys(),
             )?;
+            // Counting may expire (and dead-letter) messages: not under the
+            // topology lock.
             let (messages, consumers) = queue.counts();
-            return Ok((queue.clone(), false, messages, consumers));
+            return Ok((queue, false, messages, consumers));
+        }
+        let description = format!("queue '{}' in vhost '{}'", spec.name, self.name);
+        let args = QueueArgs::parse(&spec.arguments, &description)?;
+        args.check_flags(&description, durable, spec.exclusive, spec.auto_delete)?;
+        let mut topo = self.topology.write();
+        if topo.queues.contains_key(spec.name.as_str()) {
+            // Declared by another connection meanwhile: answer as for an existing one.
+            drop(topo);
+            return self.declare_queue(spec, connection);
         }
         let name: Arc<str> = Arc::from(spec.name.as_str());
         let storage = match &self.store {
@@ -389,16 +394,19 @@ impl VHost {
             ),
             None => None,
         };
-        let queue = Arc::new(Queue::new(QueueOptions {
+        let queue = Queue::new(QueueOptions {
             name: name.clone(),
             vhost: self.name.clone(),
             durable,
             auto_delete: spec.auto_delete,
             exclusive_owner: owner,
             arguments: spec.arguments,
+            args,
             storage,
             max_in_memory: self.max_in_memory,
-        }));
+            home: self.me.clone(),
+            timers: self.timers.clone(),
+        });
         if let (Some(store), Some(id), true) = (&self.store, queue.storage_id(), durable) {
             store.put_queue(&QueueRecord {
                 vhost: self.name.to_string(),
@@ -446,6 +454,20 @@ impl VHost {
         queue.check_delete(if_unused, if_empty)?;
         let (count, consumers) = self.remove_queue(&mut topo, &queue);
         Ok((count, Some((queue, consumers))))
+    }
+
+    /// A queue unused for its `x-expires`: delete it and cancel its consumers.
+    pub fn expire_queue(&self, queue: &Arc<Queue>) {
+        if let Some(consumers) = self.delete_queue_instance(queue) {
+            for consumer in consumers {
+                consumer.channel.conn.send(
+                    crate::connection::handle::ConnEvent::ConsumerCancelled {
+                        channel: consumer.channel.id,
+                        tag: consumer.tag.clone(),
+                    },
+                );
+            }
+        }
     }
 
     /// Delete this very queue if it is still registered (exclusive owner
@@ -596,16 +618,22 @@ impl VHost {
     ) -> Result<Arc<Queue>, crate::store::StoreError> {
         let storage = QueueStorage::new(store.clone(), record.id, true)?;
         let name: Arc<str> = Arc::from(record.name.as_str());
-        let queue = Arc::new(Queue::new(QueueOptions {
+        let description = format!("queue '{}' in vhost '{}'", record.name, self.name);
+        // Stored arguments were valid when declared; read them leniently.
+        let args = QueueArgs::parse(&record.arguments, &description).unwrap_or_default();
+        let queue = Queue::new(QueueOptions {
             name: name.clone(),
             vhost: self.name.clone(),
             durable: true,
             auto_delete: record.auto_delete,
             exclusive_owner: None,
             arguments: record.arguments.clone(),
+            args,
             storage: Some(storage),
             max_in_memory: self.max_in_memory,
-        }));
+            home: self.me.clone(),
+            timers: self.timers.clone(),
+        });
         self.topology.write().queues.insert(name, queue.clone());
         Ok(queue)
     }
@@ -666,6 +694,42 @@ impl VHost {
                 self.exchange_desc(&name)
             ));
         }
+        Self::walk(&topo, source, routing_key, properties, queues);
+        Ok(key.clone())
+    }
+
+    /// Route a dead-lettered message through exchange `dlx` (internal
+    /// exchanges included, as RabbitMQ does). A missing exchange routes nowhere.
+    pub fn route_dead_letter(&self, dlx: &str, message: &Message, queues: &mut Vec<Arc<Queue>>) {
+        let topo = self.topology.read();
+        if dlx.is_empty() {
+            if let Ok(name) = std::str::from_utf8(&message.routing_key)
+                && let Some(queue) = topo.queues.get(name)
+            {
+                queues.push(queue.clone());
+            }
+            return;
+        }
+        if let Some(source) = topo.exchanges.get(dlx) {
+            Self::walk(
+                &topo,
+                source,
+                &message.routing_key,
+                &message.properties,
+                queues,
+            );
+        }
+    }
+
+    /// Follow bindings from `source`: exchange-to-exchange (each exchange
+    /// once, so cycles end) and alternate exchanges; collect each queue once.
+    fn walk(
+        topo: &Topology,
+        source: &Exchange,
+        routing_key: &[u8],
+        properties: &Properties,
+        queues: &mut Vec<Arc<Queue>>,
+    ) {
         // Headers are decoded at most once, and only if a headers exchange asks.
         let mut headers: Option<Option<FieldTable>> = None;
         let mut visited: Vec<&str> = vec![&source.name];
@@ -704,7 +768,6 @@ impl VHost {
             queues.sort_by_key(|q| Arc::as_ptr(q) as usize);
             queues.dedup_by(|a, b| Arc::ptr_eq(a, b));
         }
-        Ok(key.clone())
     }
 
     // ---- listing ---------------------------------------------------------

@@ -18,6 +18,7 @@ use crate::message::QueuedMessage;
 use crate::protocol::AmqpResult;
 use crate::protocol::method::put_deliver_args;
 use crate::queue::{Consumer, Queue};
+use crate::util::now_millis;
 
 /// One open channel as seen from outside its connection.
 #[derive(Debug)]
@@ -72,6 +73,7 @@ impl ChannelLink {
             queue: queue.clone(),
             message,
             consumer: Some(consumer.clone()),
+            delivered_at: now_millis(),
         });
         None
     }
@@ -85,6 +87,8 @@ pub struct Unacked {
     pub message: QueuedMessage,
     /// None for `basic.get`, which no prefetch limits.
     pub consumer: Option<Arc<Consumer>>,
+    /// When it was delivered (milliseconds since the epoch), for the consumer timeout.
+    pub delivered_at: u64,
 }
 
 /// Delivery bookkeeping of one channel.
@@ -141,7 +145,17 @@ impl Deliveries {
             queue,
             message,
             consumer: None,
+            delivered_at: now_millis(),
         });
+    }
+
+    /// The oldest unacked delivery from a consumer: (when, its queue), for
+    /// the consumer timeout.
+    pub fn oldest_consumer_delivery(&self) -> Option<(u64, &Arc<Queue>)> {
+        self.unacked
+            .iter()
+            .find(|u| u.consumer.is_some())
+            .map(|u| (u.delivered_at, &u.queue))
     }
 
     pub fn unacked_count(&self) -> usize {

@@ -558,6 +558,11 @@ impl Channel {
         settle_unacked(unacked, Settle::Requeue);
     }
 
+    /// The part of the channel other tasks share.
+    pub fn link(&self) -> &Arc<ChannelLink> {
+        &self.link
+    }
+
     /// The connection's outbox has room again: let queues deliver.
     pub fn resume_deliveries(&self) {
         for (queue, _) in self.consumers.values() {

@@ -55,13 +55,8 @@ impl Channel {
             return Ok(());
         }
         let seq = self.confirms.as_mut().map(Confirms::next_seq);
-        let persisted = self.deliver_routed(s, &message, &queues, publish.mandatory);
+        let outcome = self.deliver_routed(s, &message, &queues, publish.mandatory);
         if let (Some(confirms), Some(seq)) = (&mut self.confirms, seq) {
-            let outcome = match persisted {
-                Persist::NotNeeded => Outcome::Ack,
-                Persist::Stored => Outcome::Unsynced,
-                Persist::Failed => Outcome::Nack,
-            };
             confirms.record(seq, outcome);
         }
         self.route_buf = queues;
@@ -69,29 +64,32 @@ impl Channel {
     }
 
     /// Hand a routed message to its queues, or return it when it is
-    /// mandatory and went nowhere.
+    /// mandatory and went nowhere. Returns what its confirm must say: nack
+    /// when a queue refused it (`x-overflow` reject-publish) or could not
+    /// store it; wait for the disk when a queue stored it; ack otherwise.
     pub(super) fn deliver_routed(
         &self,
         s: &Session,
         message: &Arc<Message>,
         queues: &[Arc<Queue>],
         mandatory: bool,
-    ) -> Persist {
+    ) -> Outcome {
         if queues.is_empty() {
             if mandatory {
                 self.basic_return(s, message, ReplyCode::NoRoute, "NO_ROUTE");
             }
-            return Persist::NotNeeded;
+            return Outcome::Ack;
         }
-        let mut persisted = Persist::NotNeeded;
+        let mut outcome = Outcome::Ack;
         for queue in queues {
-            match queue.publish(message.clone()) {
-                Persist::Failed => persisted = Persist::Failed,
-                Persist::Stored if persisted == Persist::NotNeeded => persisted = Persist::Stored,
-                _ => {}
+            let published = queue.publish(message.clone());
+            if published.rejected || published.persist == Persist::Failed {
+                outcome = Outcome::Nack;
+            } else if published.persist == Persist::Stored && outcome == Outcome::Ack {
+                outcome = Outcome::Unsynced;
             }
         }
-        persisted
+        outcome
     }
 
     fn basic_return(&self, s: &Session, message: &Message, code: ReplyCode, text: &str) {

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use amq_protocol::protocol::{AMQPClass, tx};
 
+use super::confirm::Outcome;
 use super::link::Unacked;
 use super::{Channel, Session, Settle, settle_unacked};
 use crate::amqp_err;
 use crate::message::Message;
 use crate::protocol::AmqpResult;
-use crate::queue::{Persist, Queue};
+use crate::queue::Queue;
 
 #[derive(Debug, Default)]
 pub(super) struct Tx {
@@ -71,7 +72,7 @@ impl Channel {
         };
         let mut stored = false;
         for (message, queues, mandatory) in pending.publishes {
-            stored |= self.deliver_routed(s, &message, &queues, mandatory) == Persist::Stored;
+            stored |= self.deliver_routed(s, &message, &queues, mandatory) == Outcome::Unsynced;
         }
         for (how, items) in pending.settles {
             self.link.deliveries.lock().release(&items);

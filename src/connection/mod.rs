@@ -292,17 +292,69 @@ impl Connection {
         let far = Instant::now() + Duration::from_secs(3600);
         match self.state {
             State::Closing => self.closing_since.map_or(far, |t| t + CLOSE_OK_TIMEOUT),
-            // A blocked connection is not read, so its silence proves nothing.
-            State::Running if self.heartbeat > 0 && !self.blocked => {
-                self.last_read + Duration::from_secs(2 * self.heartbeat as u64)
+            State::Running => {
+                // A blocked connection is not read, so its silence proves nothing.
+                let heartbeat = if self.heartbeat > 0 && !self.blocked {
+                    self.last_read + Duration::from_secs(2 * self.heartbeat as u64)
+                } else {
+                    far
+                };
+                match self.consumer_timeout() {
+                    Some((due, _, _)) => {
+                        let wait = due.saturating_sub(crate::util::now_millis());
+                        heartbeat.min(Instant::now() + Duration::from_millis(wait))
+                    }
+                    None => heartbeat,
+                }
             }
-            State::Running | State::Closed => far,
+            State::Closed => far,
             _ => self.started + self.broker.config.handshake_timeout(),
+        }
+    }
+
+    /// The earliest consumer timeout among the channels: when it falls due
+    /// (milliseconds since the epoch), on which channel, with what timeout.
+    /// Like RabbitMQ, only each channel's oldest consumer delivery counts.
+    fn consumer_timeout(&self) -> Option<(u64, u16, u64)> {
+        let global = self.broker.config.consumer_timeout_ms;
+        self.channels
+            .iter()
+            .filter_map(|(id, channel)| {
+                let deliveries = channel.link().deliveries.lock();
+                let (at, queue) = deliveries.oldest_consumer_delivery()?;
+                let timeout = queue.consumer_timeout().unwrap_or(global);
+                (timeout > 0).then(|| (at.saturating_add(timeout), *id, timeout))
+            })
+            .min()
+    }
+
+    /// Close the channels whose oldest delivery waited too long for its ack
+    /// (RabbitMQ's consumer timeout); their deliveries are requeued.
+    fn enforce_consumer_timeouts(&mut self) {
+        while let Some((due, channel, timeout)) = self.consumer_timeout() {
+            if due > crate::util::now_millis() {
+                return;
+            }
+            warn!(
+                connection = %self.label(),
+                "consumer on channel {channel} timed out waiting for delivery acknowledgement; timeout used: {timeout} ms"
+            );
+            self.fail(
+                channel,
+                amqp_err!(
+                    PreconditionFailed,
+                    "delivery acknowledgement on channel {channel} timed out. Timeout value used: {timeout} ms. \
+                     This timeout value can be configured, see consumers doc guide to learn more"
+                ),
+            );
         }
     }
 
     /// Returns true when the connection must end now.
     fn on_deadline(&mut self) -> bool {
+        if self.state == State::Running {
+            self.enforce_consumer_timeouts();
+        }
         let now = Instant::now();
         if now < self.deadline() {
             return false;

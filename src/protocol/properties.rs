@@ -8,7 +8,7 @@
 
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::protocol::basic::{gen_properties, parse_properties};
-use amq_protocol::types::FieldTable;
+use amq_protocol::types::{FieldTable, ShortString};
 use bytes::Bytes;
 
 use super::table::{check_table, decode_table};
@@ -208,6 +208,85 @@ impl Properties {
     }
 }
 
+/// Every basic property as a plain field, for the broker's own rewrites
+/// (dead-lettering, direct reply-to, delivery counts).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fields {
+    pub content_type: Option<ShortString>,
+    pub content_encoding: Option<ShortString>,
+    pub headers: Option<FieldTable>,
+    pub delivery_mode: Option<u8>,
+    pub priority: Option<u8>,
+    pub correlation_id: Option<ShortString>,
+    pub reply_to: Option<ShortString>,
+    pub expiration: Option<ShortString>,
+    pub message_id: Option<ShortString>,
+    pub timestamp: Option<u64>,
+    pub kind: Option<ShortString>,
+    pub user_id: Option<ShortString>,
+    pub app_id: Option<ShortString>,
+    pub cluster_id: Option<ShortString>,
+}
+
+impl Fields {
+    pub fn from_basic(p: &BasicProperties) -> Fields {
+        Fields {
+            content_type: p.content_type().clone(),
+            content_encoding: p.content_encoding().clone(),
+            headers: p.headers().clone(),
+            delivery_mode: *p.delivery_mode(),
+            priority: *p.priority(),
+            correlation_id: p.correlation_id().clone(),
+            reply_to: p.reply_to().clone(),
+            expiration: p.expiration().clone(),
+            message_id: p.message_id().clone(),
+            timestamp: *p.timestamp(),
+            kind: p.kind().clone(),
+            user_id: p.user_id().clone(),
+            app_id: p.app_id().clone(),
+            cluster_id: p.cluster_id().clone(),
+        }
+    }
+
+    pub fn to_basic(&self) -> BasicProperties {
+        let mut p = BasicProperties::default();
+        macro_rules! set {
+            ($field:ident, $with:ident) => {
+                if let Some(v) = self.$field.clone() {
+                    p = p.$with(v);
+                }
+            };
+        }
+        set!(content_type, with_content_type);
+        set!(content_encoding, with_content_encoding);
+        set!(headers, with_headers);
+        set!(delivery_mode, with_delivery_mode);
+        set!(priority, with_priority);
+        set!(correlation_id, with_correlation_id);
+        set!(reply_to, with_reply_to);
+        set!(expiration, with_expiration);
+        set!(message_id, with_message_id);
+        set!(timestamp, with_timestamp);
+        set!(kind, with_type);
+        set!(user_id, with_user_id);
+        set!(app_id, with_app_id);
+        set!(cluster_id, with_cluster_id);
+        p
+    }
+}
+
+impl Properties {
+    /// Every property as an editable value.
+    pub fn fields(&self) -> Fields {
+        Fields::from_basic(&self.decode())
+    }
+
+    /// Encode edited properties.
+    pub fn from_fields(fields: &Fields) -> Properties {
+        Properties::from_basic(&fields.to_basic())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,8 +322,14 @@ mod tests {
         assert_eq!(p.expiration(), Some(&b"1500"[..]));
         assert_eq!(p.reply_to(), Some(&b"replies"[..]));
         assert_eq!(p.user_id(), Some(&b"guest"[..]));
-        assert_eq!(p.headers(), Some(headers));
+        assert_eq!(p.headers(), Some(headers.clone()));
         assert_eq!(p.decode(), basic);
+        let mut fields = p.fields();
+        fields.expiration = None;
+        let edited = Properties::from_fields(&fields);
+        assert!(edited.expiration().is_none());
+        assert_eq!(edited.priority(), Some(7));
+        assert_eq!(edited.headers(), Some(headers));
     }
 
     #[test]

@@ -12,28 +12,42 @@
 //! Persistent messages of durable queues are written to the queue's tree
 //! under the same lock, so the disk order is the queue order. Past
 //! `max_in_memory` ready messages, new ones stay on disk only (see
-//! [`ready`]).
+//! [`ready`]). Messages that leave without being consumed (expired, over a
+//! length limit, rejected, over a delivery limit) are collected under the
+//! lock and dead-lettered after it is released.
 
+pub mod arguments;
 pub mod consumer;
+pub mod dead_letter;
 pub mod ready;
 pub mod storage;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use amq_protocol::types::FieldTable;
+use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
 use parking_lot::Mutex;
 
 use crate::amqp_err;
 use crate::message::{Message, QueuedMessage, SharedMessage};
-use crate::protocol::AmqpResult;
+use crate::protocol::{AmqpResult, Properties};
 use crate::store::StoreError;
 use crate::store::codec::Names;
+use crate::timer::{Timed, Timers};
 use crate::util::now_millis;
+use crate::vhost::VHost;
+pub use arguments::{Overflow, QueueArgs, QueueType};
 pub use consumer::Consumer;
+use dead_letter::Reason;
 use ready::ReadyQueue;
 pub use storage::Persist;
 use storage::{QueueStorage, RecoveredEntry};
+
+/// Messages to dead-letter once the queue lock is released.
+type DeadLetters = Vec<(Arc<Message>, Reason)>;
+
+/// A full sweep for messages with their own TTLs runs at most this often.
+const MIXED_TTL_SWEEP_MS: u64 = 10;
 
 /// The declared identity of a queue; fixed for its lifetime.
 #[derive(Debug)]
@@ -45,11 +59,15 @@ pub struct Queue {
     /// The connection that declared an exclusive queue.
     pub exclusive_owner: Option<u64>,
     pub arguments: FieldTable,
-    /// `x-message-ttl`: milliseconds a message may wait in this queue.
-    message_ttl: Option<u64>,
+    pub args: QueueArgs,
     storage: Option<Arc<QueueStorage>>,
-    /// Ready messages kept in memory before new ones go to disk only.
+    /// Ready messages kept in memory (per priority) before new ones go to disk only.
     max_in_memory: usize,
+    /// The virtual host: dead letters are routed through it, and an
+    /// expiring queue deletes itself from it.
+    home: Weak<VHost>,
+    timers: Option<Timers>,
+    me: Weak<Queue>,
     state: Mutex<QueueState>,
 }
 
@@ -57,9 +75,10 @@ pub struct Queue {
 struct QueueState {
     ready: ReadyQueue,
     next_seq: u64,
+    /// In registration order (single active consumer serves the first).
     consumers: Vec<Arc<Consumer>>,
-    /// Where the round-robin resumes.
-    next_consumer: usize,
+    /// Round-robin position among consumers of the same priority.
+    rotation: usize,
     /// Delivered, not yet acknowledged.
     unacked: usize,
     /// An auto-delete queue goes when its last consumer does, but only after it had one.
@@ -67,6 +86,15 @@ struct QueueState {
     deleted: bool,
     /// Exchange names of messages read back from disk.
     names: Names,
+    /// The deadline the timers will call us at, if any.
+    armed: Option<u64>,
+    /// Some message carries its own TTL: expiry is not in queue order.
+    mixed_ttl: bool,
+    /// Last consume, get or declaration (for `x-expires`).
+    last_used: u64,
+    /// A message with TTL 0 being offered to consumers: it may go out
+    /// although its expiry (now) has passed.
+    immediate: Option<u64>,
 }
 
 /// What removing a consumer left behind.
@@ -78,6 +106,14 @@ pub enum ConsumerRemoval {
     RemovedLastOfAutoDelete,
 }
 
+/// The outcome of publishing a message into one queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub persist: Persist,
+    /// Refused by `x-overflow` = reject-publish(-dlx): nack it.
+    pub rejected: bool,
+}
+
 /// How a queue is made.
 #[derive(Debug)]
 pub struct QueueOptions {
@@ -87,27 +123,40 @@ pub struct QueueOptions {
     pub auto_delete: bool,
     pub exclusive_owner: Option<u64>,
     pub arguments: FieldTable,
+    pub args: QueueArgs,
     pub storage: Option<Arc<QueueStorage>>,
     pub max_in_memory: usize,
+    pub home: Weak<VHost>,
+    pub timers: Option<Timers>,
 }
 
 impl Queue {
-    pub fn new(options: QueueOptions) -> Self {
-        let message_ttl = crate::protocol::table::lookup(&options.arguments, "x-message-ttl")
-            .and_then(crate::protocol::table::as_i128)
-            .and_then(|ttl| u64::try_from(ttl).ok());
-        Queue {
+    pub fn new(options: QueueOptions) -> Arc<Queue> {
+        let ready = ReadyQueue::new(options.args.max_priority);
+        let queue = Arc::new_cyclic(|me| Queue {
             name: options.name,
             vhost: options.vhost,
             durable: options.durable,
             auto_delete: options.auto_delete,
             exclusive_owner: options.exclusive_owner,
             arguments: options.arguments,
-            message_ttl,
+            args: options.args,
             storage: options.storage,
             max_in_memory: options.max_in_memory.max(1),
-            state: Mutex::new(QueueState::default()),
+            home: options.home,
+            timers: options.timers,
+            me: me.clone(),
+            state: Mutex::new(QueueState {
+                ready,
+                last_used: now_millis(),
+                ..QueueState::default()
+            }),
+        });
+        if let Some(expires) = queue.args.expires {
+            let mut st = queue.state.lock();
+            queue.arm(&mut st, now_millis() + expires);
         }
+        queue
     }
 
     /// The id of the queue's storage (names its trees), if it has any.
@@ -145,22 +194,31 @@ impl Queue {
         )
     }
 
+    /// The consumer timeout for this queue's deliveries, if it sets one.
+    pub fn consumer_timeout(&self) -> Option<u64> {
+        self.args.consumer_timeout
+    }
+
     /// Ready messages (what declare-ok and get-ok report).
     pub fn message_count(&self) -> u32 {
-        let mut st = self.state.lock();
-        self.expire_head(&mut st);
-        st.ready.len() as u32
+        self.counts().0
     }
 
     pub fn consumer_count(&self) -> u32 {
         self.state.lock().consumers.len() as u32
     }
 
-    /// Ready and consumer counts at once.
+    /// Ready and consumer counts at once; counts as a use (`x-expires`).
     pub fn counts(&self) -> (u32, u32) {
-        let mut st = self.state.lock();
-        self.expire_head(&mut st);
-        (st.ready.len() as u32, st.consumers.len() as u32)
+        let mut dead = Vec::new();
+        let counts = {
+            let mut st = self.state.lock();
+            st.last_used = now_millis();
+            self.expire(&mut st, &mut dead);
+            (st.ready.len() as u32, st.consumers.len() as u32)
+        };
+        self.dead_letter(dead);
+        counts
     }
 
     /// Ready messages whose bodies are in memory.
@@ -172,131 +230,268 @@ impl Queue {
         self.state.lock().deleted
     }
 
+    /// Whether a new message of `body_len` bytes would exceed a length limit.
+    fn would_overflow(&self, st: &QueueState, body_len: usize) -> bool {
+        self.args
+            .max_length
+            .is_some_and(|max| st.ready.len() as u64 + 1 > max)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|max| (st.ready.body_bytes() + body_len) as u64 > max)
+    }
+
+    fn over_limit(&self, st: &QueueState) -> bool {
+        self.args
+            .max_length
+            .is_some_and(|max| st.ready.len() as u64 > max)
+            || self
+                .args
+                .max_length_bytes
+                .is_some_and(|max| st.ready.body_bytes() as u64 > max)
+    }
+
     /// Enqueue a routed message and deliver what consumers can take.
-    /// Persistent messages of a durable queue are written first.
-    pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Persist {
+    /// Persistent messages of a durable queue (every message of a quorum
+    /// queue) are written first.
+    pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Published {
+        let mut dead = Vec::new();
+        let published = self.publish_locked(message, &mut dead);
+        self.dead_letter(dead);
+        published
+    }
+
+    fn publish_locked(
+        self: &Arc<Self>,
+        message: Arc<Message>,
+        dead: &mut DeadLetters,
+    ) -> Published {
+        let not_needed = Published {
+            persist: Persist::NotNeeded,
+            rejected: false,
+        };
         let mut st = self.state.lock();
         if st.deleted {
-            return Persist::NotNeeded;
+            return not_needed;
+        }
+        if self.args.overflow != Overflow::DropHead && self.would_overflow(&st, message.body.len())
+        {
+            if self.args.overflow == Overflow::RejectPublishDlx {
+                dead.push((message, Reason::Maxlen));
+            }
+            return Published {
+                persist: Persist::NotNeeded,
+                rejected: true,
+            };
         }
         let seq = st.next_seq;
         st.next_seq += 1;
         // The shorter of the queue's TTL and the message's own.
-        let ttl = match (self.message_ttl, message.expiration) {
+        let ttl = match (self.args.message_ttl, message.expiration) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if message.expiration.is_some() {
+            st.mixed_ttl = true;
+        }
         let expires_at = ttl.map(|ttl| now_millis().saturating_add(ttl));
-        let persisted = match &self.storage {
-            Some(storage) => storage.persist(seq, &message, expires_at),
+        let persist = match &self.storage {
+            Some(storage) => storage.persist(seq, &message, expires_at, self.args.is_quorum()),
             None => Persist::NotNeeded,
         };
+        let priority = message.properties.priority();
         let queued = QueuedMessage {
             seq,
             message,
             redelivered: false,
             expires_at,
-            on_disk: persisted == Persist::Stored,
+            on_disk: persist == Persist::Stored,
+            delivery_count: 0,
         };
         if ttl == Some(0) {
             // Deliver now or never: only if nothing waits ahead of it and a
             // consumer takes it at once.
-            self.drain_locked(&mut st);
-            if !st.ready.is_empty() {
-                self.drop_messages(vec![queued]);
-                return persisted;
+            self.drain_locked(&mut st, dead);
+            if st.ready.is_empty() {
+                st.ready.push_back(queued, None, usize::MAX);
+                st.immediate = Some(seq);
+                self.drain_locked(&mut st, dead);
+                st.immediate = None;
+                if let Some(undelivered) = st.ready.pop_back_if(seq, priority) {
+                    self.leave(vec![undelivered], Reason::Expired, dead);
+                }
+            } else {
+                self.leave(vec![queued], Reason::Expired, dead);
             }
-            st.ready.push_back(queued, None, usize::MAX);
-            self.drain_locked(&mut st);
-            if let Some(undelivered) = st.ready.pop_back_if(seq) {
-                self.drop_messages(vec![undelivered]);
+        } else {
+            st.ready
+                .push_back(queued, self.storage.as_deref(), self.max_in_memory);
+            self.drain_locked(&mut st, dead);
+            self.drop_head_over_limit(&mut st, dead);
+            if let Some(at) = expires_at {
+                self.arm(&mut st, at);
             }
-            return persisted;
         }
-        st.ready
-            .push_back(queued, self.storage.as_deref(), self.max_in_memory);
-        self.drain_locked(&mut st);
-        persisted
+        Published {
+            persist,
+            rejected: false,
+        }
     }
 
-    /// Messages leaving the queue without delivery (expired): their disk
-    /// copies go too.
-    fn drop_messages(&self, messages: Vec<QueuedMessage>) {
+    /// Messages leaving the queue without being consumed: their disk copies
+    /// go, and they are dead-lettered (after the lock) if the queue says so.
+    fn leave(&self, messages: Vec<QueuedMessage>, reason: Reason, dead: &mut DeadLetters) {
+        if messages.is_empty() {
+            return;
+        }
         if let Some(storage) = &self.storage {
             storage.remove(&messages);
         }
+        if self.args.dead_letter_exchange.is_some() {
+            dead.extend(messages.into_iter().map(|m| (m.message, reason)));
+        }
     }
 
-    /// Drop expired messages from the head of the queue.
-    fn expire_head(&self, st: &mut QueueState) {
-        let now = now_millis();
-        let mut expired = Vec::new();
-        loop {
-            let QueueState { ready, names, .. } = &mut *st;
-            let head = ready.front(self.storage.as_deref(), names);
-            if head.is_none_or(|m| m.expires_at.is_none_or(|at| at > now)) {
-                break;
-            }
-            expired.extend(ready.pop_front(self.storage.as_deref(), names));
+    /// `x-overflow` = drop-head: drop (or dead-letter) the oldest messages
+    /// until the queue is within its limits.
+    fn drop_head_over_limit(&self, st: &mut QueueState, dead: &mut DeadLetters) {
+        if self.args.overflow != Overflow::DropHead {
+            return;
         }
-        if !expired.is_empty() {
-            self.drop_messages(expired);
+        let mut dropped = Vec::new();
+        while self.over_limit(st) {
+            let QueueState { ready, names, .. } = &mut *st;
+            match ready.pop_front(self.storage.as_deref(), names) {
+                Some(message) => dropped.push(message),
+                None => break,
+            }
+        }
+        self.leave(dropped, Reason::Maxlen, dead);
+    }
+
+    /// Drop expired messages: from the head of the queue, or anywhere when
+    /// some messages carry their own TTL.
+    fn expire(&self, st: &mut QueueState, dead: &mut DeadLetters) -> Option<u64> {
+        let QueueState {
+            ready,
+            names,
+            mixed_ttl,
+            ..
+        } = &mut *st;
+        if self.args.message_ttl.is_none() && !*mixed_ttl {
+            return None;
+        }
+        let (expired, next) =
+            ready.take_expired(now_millis(), *mixed_ttl, self.storage.as_deref(), names);
+        self.leave(expired, Reason::Expired, dead);
+        next
+    }
+
+    /// Ask the timers to call us at `at`, unless an earlier call is armed.
+    fn arm(&self, st: &mut QueueState, at: u64) {
+        if st.armed.is_some_and(|armed| armed <= at) {
+            return;
+        }
+        st.armed = Some(at);
+        if let Some(timers) = &self.timers {
+            let me: Weak<dyn Timed> = self.me.clone();
+            timers.schedule(at, me);
         }
     }
 
     /// Deliver ready messages to consumers with credit.
     pub fn drain(self: &Arc<Self>) {
-        let mut st = self.state.lock();
-        self.drain_locked(&mut st);
+        let mut dead = Vec::new();
+        {
+            let mut st = self.state.lock();
+            self.drain_locked(&mut st, &mut dead);
+        }
+        self.dead_letter(dead);
     }
 
-    fn drain_locked(self: &Arc<Self>, st: &mut QueueState) {
+    /// The consumer to deliver to next: with credit, of the highest
+    /// priority, round-robin among equals. With single active consumer,
+    /// only the first registered one is a candidate.
+    fn pick_consumer(&self, consumers: &[Arc<Consumer>], rotation: usize) -> Option<usize> {
+        let credit = |c: &Arc<Consumer>| c.channel.deliveries.lock().has_credit(c, &c.channel.conn);
+        if self.args.single_active_consumer {
+            return consumers.first().filter(|c| credit(c)).map(|_| 0);
+        }
+        let count = consumers.len();
+        let mut best: Option<(i32, usize)> = None;
+        for step in 0..count {
+            let index = (rotation + step) % count;
+            let consumer = &consumers[index];
+            if best.is_some_and(|(priority, _)| consumer.priority <= priority) {
+                continue;
+            }
+            if credit(consumer) {
+                best = Some((consumer.priority, index));
+            }
+        }
+        best.map(|(_, index)| index)
+    }
+
+    fn drain_locked(self: &Arc<Self>, st: &mut QueueState, dead: &mut DeadLetters) {
         if st.consumers.is_empty() {
             return;
         }
-        self.expire_head(st);
+        if st.immediate.is_none()
+            && let Some(next) = self.expire(st, dead)
+        {
+            self.arm(st, next);
+        }
+        let immediate = st.immediate;
         let storage = self.storage.as_deref();
-        let QueueState {
-            ready,
-            consumers,
-            next_consumer,
-            unacked,
-            names,
-            ..
-        } = st;
-        let count = consumers.len();
         let mut settled = Vec::new();
-        'messages: while !ready.is_empty() {
-            for step in 0..count {
-                let index = (*next_consumer + step) % count;
+        let mut expired = Vec::new();
+        {
+            let QueueState {
+                ready,
+                consumers,
+                rotation,
+                unacked,
+                names,
+                ..
+            } = &mut *st;
+            while !ready.is_empty() {
+                let Some(index) = self.pick_consumer(consumers, *rotation) else {
+                    // Nobody has credit: the next ack or a writable socket resumes us.
+                    break;
+                };
                 let consumer = &consumers[index];
                 let link = &consumer.channel;
                 let mut deliveries = link.deliveries.lock();
                 if !deliveries.has_credit(consumer, &link.conn) {
                     continue;
                 }
-                let Some(message) = ready.pop_front(storage, names) else {
-                    break 'messages;
+                let Some(mut message) = ready.pop_front(storage, names) else {
+                    break;
                 };
-                if message.expires_at.is_some_and(|at| at <= now_millis()) {
-                    settled.push(message);
-                    continue 'messages;
+                if message.expires_at.is_some_and(|at| at <= now_millis())
+                    && immediate != Some(message.seq)
+                {
+                    expired.push(message);
+                    continue;
                 }
                 if let (Some(storage), true) = (storage, message.on_disk) {
                     storage.note_delivered(message.seq);
+                }
+                if self.args.is_quorum() && message.delivery_count > 0 {
+                    message.message = with_delivery_count(&message.message, message.delivery_count);
                 }
                 match link.deliver(&mut deliveries, consumer, self, message) {
                     Some(auto_acked) => settled.push(auto_acked),
                     None => *unacked += 1,
                 }
-                *next_consumer = index + 1;
-                continue 'messages;
+                *rotation = index + 1;
             }
-            // Nobody has credit: the next ack or a writable socket resumes us.
-            break;
         }
-        if !settled.is_empty() {
-            self.drop_messages(settled);
+        self.leave(expired, Reason::Expired, dead);
+        if !settled.is_empty()
+            && let Some(storage) = &self.storage
+        {
+            storage.remove(&settled);
         }
     }
 
@@ -308,39 +503,49 @@ impl Queue {
         consumer: Arc<Consumer>,
         on_added: impl FnOnce(),
     ) -> AmqpResult<()> {
-        let mut st = self.state.lock();
-        if st.consumers.iter().any(|c| c.exclusive)
-            || (consumer.exclusive && !st.consumers.is_empty())
+        let mut dead = Vec::new();
         {
-            return Err(amqp_err!(
-                AccessRefused,
-                "{} in exclusive use",
-                self.describe()
-            ));
+            let mut st = self.state.lock();
+            if st.consumers.iter().any(|c| c.exclusive)
+                || (consumer.exclusive && !st.consumers.is_empty())
+            {
+                return Err(amqp_err!(
+                    AccessRefused,
+                    "{} in exclusive use",
+                    self.describe()
+                ));
+            }
+            on_added();
+            st.consumers.push(consumer);
+            st.had_consumers = true;
+            st.last_used = now_millis();
+            self.drain_locked(&mut st, &mut dead);
         }
-        on_added();
-        st.consumers.push(consumer);
-        st.had_consumers = true;
-        self.drain_locked(&mut st);
+        self.dead_letter(dead);
         Ok(())
     }
 
-    /// Remove a consumer.
-    pub fn remove_consumer(&self, consumer: &Arc<Consumer>) -> ConsumerRemoval {
-        let mut st = self.state.lock();
-        let before = st.consumers.len();
-        st.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
-        if st.consumers.len() == before {
-            return ConsumerRemoval::NotFound;
-        }
-        if st.next_consumer > st.consumers.len() {
-            st.next_consumer = 0;
-        }
-        if self.auto_delete && st.consumers.is_empty() && st.had_consumers && !st.deleted {
-            ConsumerRemoval::RemovedLastOfAutoDelete
-        } else {
-            ConsumerRemoval::Removed
-        }
+    /// Remove a consumer. With single active consumer, the next registered
+    /// one takes over at once.
+    pub fn remove_consumer(self: &Arc<Self>, consumer: &Arc<Consumer>) -> ConsumerRemoval {
+        let mut dead = Vec::new();
+        let removal = {
+            let mut st = self.state.lock();
+            let before = st.consumers.len();
+            st.consumers.retain(|c| !Arc::ptr_eq(c, consumer));
+            if st.consumers.len() == before {
+                return ConsumerRemoval::NotFound;
+            }
+            st.last_used = now_millis();
+            if self.auto_delete && st.consumers.is_empty() && st.had_consumers && !st.deleted {
+                ConsumerRemoval::RemovedLastOfAutoDelete
+            } else {
+                self.drain_locked(&mut st, &mut dead);
+                ConsumerRemoval::Removed
+            }
+        };
+        self.dead_letter(dead);
+        removal
     }
 
     /// `basic.get`: hand the head message to `deliver` with the count of
@@ -348,58 +553,108 @@ impl Queue {
     /// stay in order on the channel). `deliver` gives the message back when
     /// it was taken without ack. Returns false when the queue was empty.
     pub fn get(&self, deliver: impl FnOnce(QueuedMessage, u32) -> Option<QueuedMessage>) -> bool {
-        let mut st = self.state.lock();
-        self.expire_head(&mut st);
-        let QueueState { ready, names, .. } = &mut *st;
-        let Some(message) = ready.pop_front(self.storage.as_deref(), names) else {
-            return false;
+        let mut dead = Vec::new();
+        let got = {
+            let mut st = self.state.lock();
+            st.last_used = now_millis();
+            self.expire(&mut st, &mut dead);
+            let QueueState { ready, names, .. } = &mut *st;
+            match ready.pop_front(self.storage.as_deref(), names) {
+                None => false,
+                Some(mut message) => {
+                    if let (Some(storage), true) = (&self.storage, message.on_disk) {
+                        storage.note_delivered(message.seq);
+                    }
+                    if self.args.is_quorum() && message.delivery_count > 0 {
+                        message.message =
+                            with_delivery_count(&message.message, message.delivery_count);
+                    }
+                    let remaining = st.ready.len() as u32;
+                    match deliver(message, remaining) {
+                        Some(settled) => {
+                            if let Some(storage) = &self.storage {
+                                storage.remove(&[settled]);
+                            }
+                        }
+                        None => st.unacked += 1,
+                    }
+                    true
+                }
+            }
         };
-        if let (Some(storage), true) = (&self.storage, message.on_disk) {
-            storage.note_delivered(message.seq);
-        }
-        let remaining = st.ready.len() as u32;
-        match deliver(message, remaining) {
-            Some(settled) => self.drop_messages(vec![settled]),
-            None => st.unacked += 1,
-        }
-        true
+        self.dead_letter(dead);
+        got
     }
 
     /// Acknowledged deliveries leave the queue for good; the credit they
     /// free lets more messages out.
     pub fn ack(self: &Arc<Self>, messages: Vec<QueuedMessage>) {
-        self.settle(messages);
+        self.settle(messages, None);
     }
 
-    /// Rejected deliveries without requeue are dropped.
+    /// Deliveries rejected without requeue: dropped, or dead-lettered.
     pub fn discard(self: &Arc<Self>, messages: Vec<QueuedMessage>) {
-        self.settle(messages);
+        self.settle(messages, Some(Reason::Rejected));
     }
 
-    fn settle(self: &Arc<Self>, messages: Vec<QueuedMessage>) {
-        if let Some(storage) = &self.storage {
-            storage.remove(&messages);
+    fn settle(self: &Arc<Self>, messages: Vec<QueuedMessage>, reason: Option<Reason>) {
+        let mut dead = Vec::new();
+        {
+            let mut st = self.state.lock();
+            st.unacked = st.unacked.saturating_sub(messages.len());
+            match reason {
+                Some(reason) => self.leave(messages, reason, &mut dead),
+                None => {
+                    if let Some(storage) = &self.storage {
+                        storage.remove(&messages);
+                    }
+                }
+            }
+            self.drain_locked(&mut st, &mut dead);
         }
-        let mut st = self.state.lock();
-        st.unacked = st.unacked.saturating_sub(messages.len());
-        self.drain_locked(&mut st);
+        self.dead_letter(dead);
     }
 
     /// Put deliveries back in their original positions, marked redelivered,
-    /// and deliver again what consumers can take.
+    /// and deliver again what consumers can take. A quorum queue counts the
+    /// return, and dead-letters a message returned more than its
+    /// `x-delivery-limit`.
     pub fn requeue(self: &Arc<Self>, messages: Vec<QueuedMessage>) {
-        let mut st = self.state.lock();
-        st.unacked = st.unacked.saturating_sub(messages.len());
-        if st.deleted {
-            drop(st);
-            self.drop_messages(messages);
-            return;
+        let mut dead = Vec::new();
+        {
+            let mut st = self.state.lock();
+            st.unacked = st.unacked.saturating_sub(messages.len());
+            if st.deleted {
+                drop(st);
+                if let Some(storage) = &self.storage {
+                    storage.remove(&messages);
+                }
+                return;
+            }
+            let mut over_limit = Vec::new();
+            for mut message in messages {
+                message.redelivered = true;
+                if self.args.is_quorum() {
+                    message.delivery_count += 1;
+                    if self
+                        .args
+                        .delivery_limit
+                        .is_some_and(|limit| message.delivery_count as u64 > limit)
+                    {
+                        over_limit.push(message);
+                        continue;
+                    }
+                }
+                st.ready.insert_in_order(message);
+            }
+            self.leave(over_limit, Reason::DeliveryLimit, &mut dead);
+            self.drop_head_over_limit(&mut st, &mut dead);
+            self.drain_locked(&mut st, &mut dead);
+            if let Some(next) = st.ready.next_expiry(st.mixed_ttl) {
+                self.arm(&mut st, next);
+            }
         }
-        for mut message in messages {
-            message.redelivered = true;
-            st.ready.insert_in_order(message);
-        }
-        self.drain_locked(&mut st);
+        self.dead_letter(dead);
     }
 
     /// Drop every ready message; returns how many.
@@ -443,7 +698,40 @@ impl Queue {
         (count, std::mem::take(&mut st.consumers))
     }
 
-    /// Read the queue's persistent messages back at start.
+    /// Route messages that left this queue to its dead-letter exchange.
+    /// Called without the queue lock: the targets may include this queue.
+    fn dead_letter(&self, dead: DeadLetters) {
+        if dead.is_empty() {
+            return;
+        }
+        let (Some(dlx), Some(vhost)) = (&self.args.dead_letter_exchange, self.home.upgrade())
+        else {
+            return;
+        };
+        let dlx: Arc<str> = Arc::from(dlx.as_str());
+        let routing_key = self.args.dead_letter_routing_key.as_deref();
+        let now = now_millis() / 1000;
+        let mut targets = Vec::new();
+        for (message, reason) in dead {
+            let copy = Arc::new(dead_letter::dead_lettered(
+                &message,
+                reason,
+                &self.name,
+                &dlx,
+                routing_key,
+                now,
+            ));
+            targets.clear();
+            vhost.route_dead_letter(&dlx, &copy, &mut targets);
+            for target in &targets {
+                if !dead_letter::is_cycle(&copy, reason, &target.name) {
+                    target.publish(copy.clone());
+                }
+            }
+        }
+    }
+
+    /// Read the queue's stored messages back at start.
     pub fn recover(
         &self,
         shared: &mut HashMap<u64, Arc<SharedMessage>>,
@@ -453,17 +741,88 @@ impl Queue {
         };
         let mut st = self.state.lock();
         let mut last_seq = None;
+        let mut mixed = false;
         let stats = storage.recover(shared, self.max_in_memory, |entry| match entry {
             RecoveredEntry::Loaded(message) => {
                 last_seq = Some(message.seq);
+                mixed |= message.message.expiration.is_some();
                 st.ready.push_back(message, None, usize::MAX);
             }
-            RecoveredEntry::Paged(paged) => {
+            RecoveredEntry::Paged(paged, priority) => {
                 last_seq = Some(paged.seq);
-                st.ready.push_paged(paged);
+                mixed |= paged.expires_at.is_some() && self.args.message_ttl.is_none();
+                st.ready.push_paged(paged, priority);
             }
         })?;
         st.next_seq = last_seq.map_or(0, |s| s + 1);
+        st.mixed_ttl = mixed;
+        if let Some(next) = st.ready.next_expiry(true) {
+            self.arm(&mut st, next);
+        }
         Ok(stats)
     }
+}
+
+impl Timed for Queue {
+    /// Expire due messages and, for `x-expires`, the queue itself.
+    fn fire(self: Arc<Self>, now: u64) -> Option<u64> {
+        let mut dead = Vec::new();
+        let (next, expire_queue) = {
+            let mut st = self.state.lock();
+            st.armed = None;
+            if st.deleted {
+                return None;
+            }
+            let mut next = self.expire(&mut st, &mut dead);
+            if st.mixed_ttl {
+                next = next.map(|at| at.max(now + MIXED_TTL_SWEEP_MS));
+            }
+            let mut expire_queue = false;
+            if let Some(expires) = self.args.expires {
+                let idle_until = st.last_used + expires;
+                if st.consumers.is_empty() && now >= idle_until {
+                    expire_queue = true;
+                } else {
+                    let check = if st.consumers.is_empty() {
+                        idle_until
+                    } else {
+                        now + expires
+                    };
+                    next = Some(next.map_or(check, |n| n.min(check)));
+                }
+            }
+            if let Some(at) = next {
+                st.armed = Some(at);
+            }
+            (next, expire_queue)
+        };
+        self.dead_letter(dead);
+        if expire_queue {
+            if let Some(vhost) = self.home.upgrade() {
+                vhost.expire_queue(&self);
+            }
+            return None;
+        }
+        next
+    }
+}
+
+/// The message with its `x-delivery-count` header set (quorum queues tell
+/// consumers how often a message was returned).
+fn with_delivery_count(message: &Arc<Message>, count: u32) -> Arc<Message> {
+    let mut fields = message.properties.fields();
+    let mut headers = fields.headers.take().unwrap_or_default();
+    headers.insert(
+        ShortString::from("x-delivery-count"),
+        AMQPValue::LongLongInt(count as i64),
+    );
+    fields.headers = Some(headers);
+    let mut copy = Message::new(
+        message.exchange.clone(),
+        message.routing_key.clone(),
+        Properties::from_fields(&fields),
+        message.body.clone(),
+    );
+    copy.shared = message.shared.clone();
+    Arc::new(copy)
 }

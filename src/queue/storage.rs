@@ -102,12 +102,19 @@ impl QueueStorage {
         self.durable.is_some()
     }
 
-    /// Write a persistent message of a durable queue.
-    pub fn persist(&self, seq: u64, message: &Message, expires_at: Option<u64>) -> Persist {
+    /// Write a persistent message of a durable queue; with `every_message`
+    /// (quorum queues), transient ones too.
+    pub fn persist(
+        &self,
+        seq: u64,
+        message: &Message,
+        expires_at: Option<u64>,
+        every_message: bool,
+    ) -> Persist {
         let Some(tree) = &self.durable else {
             return Persist::NotNeeded;
         };
-        if !message.is_persistent() {
+        if !message.is_persistent() && !every_message {
             return Persist::NotNeeded;
         }
         let key = seq.to_be_bytes();
@@ -214,6 +221,7 @@ impl QueueStorage {
             redelivered: paged.redelivered,
             expires_at: paged.expires_at,
             on_disk,
+            delivery_count: 0,
         })
     }
 
@@ -352,6 +360,7 @@ impl QueueStorage {
                     redelivered,
                     expires_at,
                     on_disk: true,
+                    delivery_count: 0,
                 }));
             } else {
                 let body_size = match header.reference {
@@ -359,14 +368,17 @@ impl QueueStorage {
                     None => header.body_size as u32,
                 };
                 stats.bytes += body_size as usize;
-                accept(RecoveredEntry::Paged(PagedRef {
-                    seq,
-                    location: Location::Durable,
-                    body_size,
-                    redelivered,
-                    expires_at: header.expires_at,
-                    shared: record,
-                }));
+                accept(RecoveredEntry::Paged(
+                    PagedRef {
+                        seq,
+                        location: Location::Durable,
+                        body_size,
+                        redelivered,
+                        expires_at: header.expires_at,
+                        shared: record,
+                    },
+                    header.priority,
+                ));
             }
         }
         Ok(stats)
@@ -377,5 +389,6 @@ impl QueueStorage {
 #[derive(Debug)]
 pub enum RecoveredEntry {
     Loaded(QueuedMessage),
-    Paged(PagedRef),
+    /// On disk only, with its priority.
+    Paged(PagedRef, Option<u8>),
 }

@@ -154,6 +154,8 @@ pub struct Header {
     pub reference: Option<u64>,
     /// Body size of an inline message.
     pub body_size: usize,
+    /// The priority property of an inline message.
+    pub priority: Option<u8>,
 }
 
 /// Read an entry's header: cheap enough to run over a million entries.
@@ -166,6 +168,7 @@ pub fn peek(raw: &[u8]) -> Result<Header, DecodeError> {
             expires_at,
             reference: Some(read_u64(raw, 9)?),
             body_size: 0,
+            priority: None,
         }),
         INLINE => {
             let mut at = 9usize;
@@ -179,10 +182,13 @@ pub fn peek(raw: &[u8]) -> Result<Header, DecodeError> {
             if body_start > raw.len() {
                 return Err(DecodeError::Truncated);
             }
+            let properties = Properties::parse(Bytes::copy_from_slice(&raw[at + 4..body_start]))
+                .map_err(|_| DecodeError::Properties)?;
             Ok(Header {
                 expires_at,
                 reference: None,
                 body_size: raw.len() - body_start,
+                priority: properties.priority(),
             })
         }
         other => Err(DecodeError::UnknownTag(other)),

@@ -1,0 +1,278 @@
+//! Dead-lettering: the copy of a message a queue republishes to its
+//! `x-dead-letter-exchange`, with the `x-death` history RabbitMQ 3.10 writes,
+//! and the cycle rule that drops messages going round without a reject.
+
+use std::sync::Arc;
+
+use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use bytes::Bytes;
+
+use crate::message::Message;
+use crate::protocol::Properties;
+use crate::protocol::table::as_bytes;
+
+/// Why a message left its queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// basic.reject / basic.nack with requeue=false.
+    Rejected,
+    /// Its TTL ran out.
+    Expired,
+    /// Dropped from the head (or refused) for a length limit.
+    Maxlen,
+    /// Redelivered more often than a quorum queue's `x-delivery-limit`.
+    DeliveryLimit,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Rejected => "rejected",
+            Reason::Expired => "expired",
+            Reason::Maxlen => "maxlen",
+            Reason::DeliveryLimit => "delivery_limit",
+        }
+    }
+}
+
+fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s))
+}
+
+fn key(k: &str) -> ShortString {
+    ShortString::from(k)
+}
+
+fn field<'a>(table: &'a FieldTable, name: &str) -> Option<&'a [u8]> {
+    table.inner().get(name).and_then(as_bytes)
+}
+
+/// The copy of `message` that queue `queue` dead-letters to `dlx`, routed
+/// with `routing_key` when the queue sets one (else the original key).
+pub fn dead_lettered(
+    message: &Message,
+    reason: Reason,
+    queue: &str,
+    dlx: &Arc<str>,
+    routing_key: Option<&str>,
+    now_secs: u64,
+) -> Message {
+    let mut fields = message.properties.fields();
+    let mut headers = fields.headers.take().unwrap_or_default();
+    let original_key = String::from_utf8_lossy(&message.routing_key).into_owned();
+    let mut info = FieldTable::default();
+    info.insert(key("reason"), text(reason.as_str()));
+    info.insert(key("queue"), text(queue));
+    info.insert(key("time"), AMQPValue::Timestamp(now_secs));
+    info.insert(key("exchange"), text(&message.exchange));
+    info.insert(
+        key("routing-keys"),
+        AMQPValue::FieldArray(FieldArray::from(vec![text(&original_key)])),
+    );
+    if let Some(expiration) = &fields.expiration {
+        info.insert(key("original-expiration"), text(expiration.as_str()));
+    }
+    let deaths = match headers.inner().get("x-death") {
+        None => {
+            headers.insert(key("x-first-death-reason"), text(reason.as_str()));
+            headers.insert(key("x-first-death-queue"), text(queue));
+            headers.insert(key("x-first-death-exchange"), text(&message.exchange));
+            info.insert(key("count"), AMQPValue::LongLongInt(1));
+            vec![AMQPValue::FieldTable(info)]
+        }
+        Some(AMQPValue::FieldArray(existing)) => {
+            let same = |t: &FieldTable| {
+                field(t, "queue") == Some(queue.as_bytes())
+                    && field(t, "reason") == Some(reason.as_str().as_bytes())
+            };
+            let mut others = Vec::new();
+            let mut matched = None;
+            for entry in existing.as_slice() {
+                match entry {
+                    AMQPValue::FieldTable(t) if matched.is_none() && same(t) => {
+                        matched = Some(t.clone())
+                    }
+                    other => others.push(other.clone()),
+                }
+            }
+            // An earlier death in the same queue for the same reason is
+            // counted, not repeated; it moves to the front.
+            let first = match matched {
+                Some(mut t) => {
+                    let count = match t.inner().get("count") {
+                        Some(v) => crate::protocol::table::as_i128(v).unwrap_or(0) as i64 + 1,
+                        None => 1,
+                    };
+                    t.insert(key("count"), AMQPValue::LongLongInt(count));
+                    t
+                }
+                None => {
+                    info.insert(key("count"), AMQPValue::LongLongInt(1));
+                    info
+                }
+            };
+            let mut all = vec![AMQPValue::FieldTable(first)];
+            all.extend(others);
+            all
+        }
+        // Not an array (a client rewrote it): start over, as RabbitMQ does.
+        Some(_) => {
+            info.insert(key("count"), AMQPValue::LongLongInt(1));
+            vec![AMQPValue::FieldTable(info)]
+        }
+    };
+    headers.insert(
+        key("x-death"),
+        AMQPValue::FieldArray(FieldArray::from(deaths)),
+    );
+    fields.headers = Some(headers);
+    fields.expiration = None;
+    let routed_with = routing_key.map_or(original_key, str::to_string);
+    Message::new(
+        dlx.clone(),
+        Bytes::from(routed_with),
+        Properties::from_fields(&fields),
+        message.body.clone(),
+    )
+}
+
+/// Whether dead-lettering to `target` closes a cycle RabbitMQ drops: the
+/// message's history (newest first, this death included) reaches a death in
+/// `target` with no rejection on the way. A message rejected by a client
+/// somewhere in the cycle is allowed round again.
+pub fn is_cycle(message: &Message, reason: Reason, target: &str) -> bool {
+    if reason == Reason::Rejected {
+        return false;
+    }
+    let Some(headers) = message.properties.headers() else {
+        return false;
+    };
+    let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") else {
+        return false;
+    };
+    for entry in deaths.as_slice() {
+        let AMQPValue::FieldTable(death) = entry else {
+            // Something a client put there: not a fully automatic cycle.
+            return false;
+        };
+        if field(death, "reason") == Some(b"rejected") {
+            return false;
+        }
+        if field(death, "queue") == Some(target.as_bytes()) {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(expiration: Option<&str>) -> Message {
+        let mut fields = crate::protocol::properties::Fields {
+            delivery_mode: Some(2),
+            ..Default::default()
+        };
+        fields.expiration = expiration.map(ShortString::from);
+        Message::new(
+            Arc::from("orders"),
+            Bytes::from_static(b"eu.new"),
+            Properties::from_fields(&fields),
+            Bytes::from_static(b"body"),
+        )
+    }
+
+    fn deaths(m: &Message) -> Vec<FieldTable> {
+        match m.properties.headers().unwrap().inner().get("x-death") {
+            Some(AMQPValue::FieldArray(a)) => a
+                .as_slice()
+                .iter()
+                .map(|v| match v {
+                    AMQPValue::FieldTable(t) => t.clone(),
+                    other => panic!("{other:?}"),
+                })
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn first_death_writes_x_death_and_first_death_headers() {
+        let dlx: Arc<str> = Arc::from("dlx");
+        let dead = dead_lettered(
+            &message(Some("5000")),
+            Reason::Expired,
+            "work",
+            &dlx,
+            None,
+            1234,
+        );
+        assert_eq!(&*dead.exchange, "dlx");
+        assert_eq!(&dead.routing_key[..], b"eu.new");
+        assert!(dead.properties.expiration().is_none());
+        assert!(dead.properties.is_persistent());
+        let headers = dead.properties.headers().unwrap();
+        assert_eq!(
+            field(&headers, "x-first-death-reason"),
+            Some(&b"expired"[..])
+        );
+        assert_eq!(field(&headers, "x-first-death-queue"), Some(&b"work"[..]));
+        assert_eq!(
+            field(&headers, "x-first-death-exchange"),
+            Some(&b"orders"[..])
+        );
+        let d = &deaths(&dead)[0];
+        assert_eq!(d.inner().get("count"), Some(&AMQPValue::LongLongInt(1)));
+        assert_eq!(d.inner().get("time"), Some(&AMQPValue::Timestamp(1234)));
+        assert_eq!(field(d, "original-expiration"), Some(&b"5000"[..]));
+        assert_eq!(
+            d.inner().get("routing-keys"),
+            Some(&AMQPValue::FieldArray(FieldArray::from(vec![text(
+                "eu.new"
+            )])))
+        );
+    }
+
+    #[test]
+    fn the_same_queue_and_reason_count_up_and_move_first() {
+        let dlx: Arc<str> = Arc::from("dlx");
+        let once = dead_lettered(
+            &message(None),
+            Reason::Rejected,
+            "work",
+            &dlx,
+            Some("retry"),
+            1,
+        );
+        assert_eq!(&once.routing_key[..], b"retry");
+        let twice = dead_lettered(&once, Reason::Expired, "retry-q", &dlx, Some("work"), 2);
+        let thrice = dead_lettered(&twice, Reason::Rejected, "work", &dlx, Some("retry"), 3);
+        let all = deaths(&thrice);
+        assert_eq!(all.len(), 2);
+        assert_eq!(field(&all[0], "queue"), Some(&b"work"[..]));
+        assert_eq!(
+            all[0].inner().get("count"),
+            Some(&AMQPValue::LongLongInt(2))
+        );
+        assert_eq!(field(&all[1], "queue"), Some(&b"retry-q"[..]));
+        // First-death headers stay as they were.
+        let headers = thrice.properties.headers().unwrap();
+        assert_eq!(
+            field(&headers, "x-first-death-reason"),
+            Some(&b"rejected"[..])
+        );
+    }
+
+    #[test]
+    fn automatic_cycles_are_detected_and_rejections_break_them() {
+        let dlx: Arc<str> = Arc::from("dlx");
+        let expired = dead_lettered(&message(None), Reason::Expired, "q1", &dlx, None, 1);
+        assert!(is_cycle(&expired, Reason::Expired, "q1"));
+        assert!(!is_cycle(&expired, Reason::Expired, "q2"));
+        let rejected = dead_lettered(&expired, Reason::Rejected, "q2", &dlx, None, 2);
+        let again = dead_lettered(&rejected, Reason::Expired, "q3", &dlx, None, 3);
+        assert!(!is_cycle(&again, Reason::Expired, "q1"));
+        assert!(!is_cycle(&rejected, Reason::Rejected, "q1"));
+    }
+}
