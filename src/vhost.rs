@@ -9,9 +9,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use amq_protocol::types::FieldTable;
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::amqp_err;
+use crate::channel::link::ChannelLink;
+use crate::exchange::delayed::{self, Delayer};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::Message;
 use crate::protocol::table::{describe_value, equivalent, lookup, value_text};
@@ -20,6 +22,45 @@ use crate::queue::storage::QueueStorage;
 use crate::queue::{Consumer, Queue, QueueArgs, QueueOptions};
 use crate::store::{BindingRecord, ExchangeRecord, QueueRecord, Store};
 use crate::timer::Timers;
+
+/// Reply addresses of direct reply-to consumers start with this.
+pub const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
+
+/// A channel's direct reply-to consumer.
+#[derive(Debug, Clone)]
+pub struct ReplyConsumer {
+    pub link: Weak<ChannelLink>,
+    pub tag: Arc<str>,
+}
+
+/// Where a publish goes.
+#[derive(Debug)]
+pub enum Target {
+    /// To the queues collected by [`VHost::route`].
+    Queues,
+    /// Held by a delayed-message exchange for this many milliseconds.
+    Delayed(Arc<Delayer>, u64),
+    /// To a direct reply-to consumer (gone: the message is dropped).
+    Reply(Option<ReplyConsumer>),
+}
+
+/// The outcome of routing a publish.
+#[derive(Debug)]
+pub struct Route {
+    /// The exchange name the message carries.
+    pub exchange: Arc<str>,
+    pub target: Target,
+}
+
+/// The exchange type of the delayed-message exchange.
+const DELAYED_TYPE: &str = "x-delayed-message";
+
+/// The routing type a delayed-message exchange names in `x-delayed-type`.
+fn delayed_routing(arguments: &FieldTable) -> Option<ExchangeKind> {
+    lookup(arguments, "x-delayed-type")
+        .and_then(crate::protocol::table::as_text)
+        .and_then(|t| ExchangeKind::parse(&t))
+}
 
 /// Exchanges every virtual host has from its creation.
 const STANDARD_EXCHANGES: &[(&str, ExchangeKind, bool)] = &[
@@ -80,6 +121,8 @@ pub struct VHost {
     /// Per-queue bound of ready messages in memory.
     max_in_memory: usize,
     timers: Option<Timers>,
+    /// Direct reply-to consumers by the suffix of their reply address.
+    replies: Mutex<HashMap<String, ReplyConsumer>>,
     me: Weak<VHost>,
 }
 
@@ -105,6 +148,7 @@ impl VHost {
             store,
             max_in_memory,
             timers,
+            replies: Mutex::new(HashMap::new()),
             me: me.clone(),
         })
     }
@@ -149,7 +193,7 @@ impl VHost {
         ExchangeRecord {
             vhost: self.name.to_string(),
             name: exchange.name.to_string(),
-            kind: exchange.kind.as_str().to_string(),
+            kind: exchange.type_name().to_string(),
             auto_delete: exchange.auto_delete,
             internal: exchange.internal,
             arguments: exchange.arguments.clone(),
@@ -183,8 +227,14 @@ impl VHost {
 
     /// `exchange.declare` (not passive).
     pub fn declare_exchange(&self, spec: ExchangeSpec) -> AmqpResult<()> {
-        let kind = ExchangeKind::parse(&spec.kind)
-            .ok_or_else(|| amqp_err!(CommandInvalid, "unknown exchange type '{}'", spec.kind))?;
+        let delayed = spec.kind == DELAYED_TYPE;
+        if !delayed && ExchangeKind::parse(&spec.kind).is_none() {
+            return Err(amqp_err!(
+                CommandInvalid,
+                "unknown exchange type '{}'",
+                spec.kind
+            ));
+        }
         if spec.name.is_empty() {
             return Err(Self::default_exchange_refused());
         }
@@ -201,7 +251,7 @@ impl VHost {
                     ))
                 }
             };
-            field("type", existing.kind.as_str(), kind.as_str())?;
+            field("type", existing.type_name(), &spec.kind)?;
             field(
                 "durable",
                 &existing.durable.to_string(),
@@ -217,12 +267,12 @@ impl VHost {
                 &existing.internal.to_string(),
                 &spec.internal.to_string(),
             )?;
-            return check_args_equivalence(
-                &existing.arguments,
-                &spec.arguments,
-                &name,
-                &["alternate-exchange"],
-            );
+            let keys: &[&str] = if existing.delayer().is_some() {
+                &["alternate-exchange", "x-delayed-type"]
+            } else {
+                &["alternate-exchange"]
+            };
+            return check_args_equivalence(&existing.arguments, &spec.arguments, &name, keys);
         }
         if spec.name.starts_with("amq.") {
             return Err(amqp_err!(
@@ -231,8 +281,17 @@ impl VHost {
                 spec.name
             ));
         }
+        let kind = match delayed {
+            true => delayed_routing(&spec.arguments).ok_or_else(|| {
+                amqp_err!(
+                    PreconditionFailed,
+                    "Invalid argument, 'x-delayed-type' must be an existing exchange type"
+                )
+            })?,
+            false => ExchangeKind::parse(&spec.kind).unwrap_or(ExchangeKind::Direct),
+        };
         let name: Arc<str> = Arc::from(spec.name.as_str());
-        let exchange = Exchange::new(
+        let mut exchange = Exchange::new(
             name.clone(),
             kind,
             spec.durable,
@@ -240,11 +299,30 @@ impl VHost {
             spec.internal,
             spec.arguments,
         );
+        if delayed {
+            exchange = exchange.with_delayer(self.delayer(&name, spec.durable));
+        }
         if let (Some(store), true) = (&self.store, exchange.durable) {
             store.put_exchange(&self.exchange_record(&exchange));
         }
         topo.exchanges.insert(name, exchange);
         Ok(())
+    }
+
+    /// The message holder of a delayed-message exchange (backed by the
+    /// store when the exchange is durable).
+    fn delayer(&self, name: &Arc<str>, durable: bool) -> Arc<Delayer> {
+        let tree = match (&self.store, durable) {
+            (Some(store), true) => store.delayed_tree(&self.name, name).ok(),
+            _ => None,
+        };
+        Delayer::new(
+            name.clone(),
+            self.me.clone(),
+            self.timers.clone(),
+            self.store.clone(),
+            tree,
+        )
     }
 
     /// `exchange.declare` with passive set.
@@ -292,6 +370,9 @@ impl VHost {
         let Some(exchange) = topo.exchanges.remove(name) else {
             return;
         };
+        if let Some(delayer) = exchange.delayer() {
+            delayer.destroy(&self.name);
+        }
         if exchange.durable
             && let Some(store) = &self.store
         {
@@ -588,7 +669,12 @@ impl VHost {
 
     /// Re-create a stored exchange at start (nothing is written back).
     pub fn restore_exchange(&self, record: &ExchangeRecord) {
-        let Some(kind) = ExchangeKind::parse(&record.kind) else {
+        let delayed = record.kind == DELAYED_TYPE;
+        let parsed = match delayed {
+            true => delayed_routing(&record.arguments),
+            false => ExchangeKind::parse(&record.kind),
+        };
+        let Some(kind) = parsed else {
             tracing::warn!(
                 "skipping stored exchange '{}' of unknown type '{}'",
                 record.name,
@@ -597,17 +683,20 @@ impl VHost {
             return;
         };
         let name: Arc<str> = Arc::from(record.name.as_str());
-        self.topology.write().exchanges.insert(
+        let mut exchange = Exchange::new(
             name.clone(),
-            Exchange::new(
-                name,
-                kind,
-                true,
-                record.auto_delete,
-                record.internal,
-                record.arguments.clone(),
-            ),
+            kind,
+            true,
+            record.auto_delete,
+            record.internal,
+            record.arguments.clone(),
         );
+        if delayed {
+            let delayer = self.delayer(&name, true);
+            delayer.recover();
+            exchange = exchange.with_delayer(delayer);
+        }
+        self.topology.write().exchanges.insert(name, exchange);
     }
 
     /// Re-create a stored durable queue at start, with its storage.
@@ -666,22 +755,36 @@ impl VHost {
 
     /// Route a publish: check the exchange exists and is not internal, then
     /// collect the queues the message goes to (each once) into `queues`.
-    /// Returns the exchange's name to store with the message.
+    /// Returns the exchange's name to store with the message, and whether
+    /// the message goes to those queues, waits in a delayed-message
+    /// exchange, or answers a direct reply-to consumer.
     pub fn route(
         &self,
         exchange: &[u8],
         routing_key: &[u8],
         properties: &Properties,
         queues: &mut Vec<Arc<Queue>>,
-    ) -> AmqpResult<Arc<str>> {
+    ) -> AmqpResult<Route> {
         let topo = self.topology.read();
         if exchange.is_empty() {
+            if let Some(suffix) = routing_key.strip_prefix(REPLY_TO_PREFIX.as_bytes()) {
+                let consumer = std::str::from_utf8(suffix)
+                    .ok()
+                    .and_then(|s| self.reply_consumer(s));
+                return Ok(Route {
+                    exchange: self.default_exchange.clone(),
+                    target: Target::Reply(consumer),
+                });
+            }
             if let Ok(name) = std::str::from_utf8(routing_key)
                 && let Some(queue) = topo.queues.get(name)
             {
                 queues.push(queue.clone());
             }
-            return Ok(self.default_exchange.clone());
+            return Ok(Route {
+                exchange: self.default_exchange.clone(),
+                target: Target::Queues,
+            });
         }
         let name = String::from_utf8_lossy(exchange);
         let Some((key, source)) = topo.exchanges.get_key_value(name.as_ref()) else {
@@ -694,13 +797,54 @@ impl VHost {
                 self.exchange_desc(&name)
             ));
         }
+        if let Some(delayer) = source.delayer()
+            && let Some(delay) = delayed::requested_delay(properties.headers().as_ref())
+        {
+            return Ok(Route {
+                exchange: key.clone(),
+                target: Target::Delayed(delayer.clone(), delay),
+            });
+        }
         Self::walk(&topo, source, routing_key, properties, queues);
-        Ok(key.clone())
+        Ok(Route {
+            exchange: key.clone(),
+            target: Target::Queues,
+        })
     }
 
-    /// Route a dead-lettered message through exchange `dlx` (internal
-    /// exchanges included, as RabbitMQ does). A missing exchange routes nowhere.
-    pub fn route_dead_letter(&self, dlx: &str, message: &Message, queues: &mut Vec<Arc<Queue>>) {
+    // ---- direct reply-to -------------------------------------------------
+
+    /// Register a channel's `amq.rabbitmq.reply-to` consumer; returns the
+    /// unguessable suffix of its reply address.
+    pub fn register_reply(&self, link: &Arc<ChannelLink>, tag: Arc<str>) -> String {
+        let suffix = crate::util::generated_name(&format!("{}.{}", link.conn.id, link.id));
+        self.replies.lock().insert(
+            suffix.clone(),
+            ReplyConsumer {
+                link: Arc::downgrade(link),
+                tag,
+            },
+        );
+        suffix
+    }
+
+    pub fn unregister_reply(&self, suffix: &str) {
+        self.replies.lock().remove(suffix);
+    }
+
+    /// The reply consumer behind `amq.rabbitmq.reply-to.<suffix>`, if alive.
+    pub fn reply_consumer(&self, suffix: &str) -> Option<ReplyConsumer> {
+        self.replies
+            .lock()
+            .get(suffix)
+            .filter(|c| c.link.strong_count() > 0)
+            .cloned()
+    }
+
+    /// Route a message the broker itself publishes (a dead letter, a delayed
+    /// message come due) through exchange `dlx`: internal exchanges are
+    /// allowed, as in RabbitMQ, and a missing exchange routes nowhere.
+    pub fn route_internal(&self, dlx: &str, message: &Message, queues: &mut Vec<Arc<Queue>>) {
         let topo = self.topology.read();
         if dlx.is_empty() {
             if let Ok(name) = std::str::from_utf8(&message.routing_key)

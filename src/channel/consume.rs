@@ -6,6 +6,7 @@ use std::sync::Arc;
 use amq_protocol::protocol::{AMQPClass, basic};
 use amq_protocol::types::ShortString;
 
+use super::publish::REPLY_TO;
 use super::{Channel, Session, Settle, settle_unacked};
 use crate::amqp_err;
 use crate::protocol::AmqpResult;
@@ -44,14 +45,22 @@ impl Channel {
     }
 
     pub(super) fn consume(&mut self, s: &Session, consume: basic::Consume) -> AmqpResult<()> {
-        let queue_name = self.expand_queue_name(consume.queue.as_str())?;
         let requested = consume.consumer_tag.as_str();
-        if self.consumers.contains_key(requested) {
+        let reused = self.consumers.contains_key(requested)
+            || self
+                .reply
+                .as_ref()
+                .is_some_and(|(tag, _)| &**tag == requested);
+        if reused {
             return Err(amqp_err!(
                 NotAllowed,
                 "attempt to reuse consumer tag '{requested}'"
             ));
         }
+        if consume.queue.as_str() == REPLY_TO {
+            return self.consume_replies(s, consume);
+        }
+        let queue_name = self.expand_queue_name(consume.queue.as_str())?;
         let queue = s.vhost.queue_for(&queue_name, s.connection_id())?;
         let priority = match lookup(&consume.arguments, "x-priority") {
             None => 0,
@@ -97,7 +106,43 @@ impl Channel {
         Ok(())
     }
 
+    /// Direct reply-to: consuming from `amq.rabbitmq.reply-to` (without
+    /// acks) gives the channel a reply address.
+    fn consume_replies(&mut self, s: &Session, consume: basic::Consume) -> AmqpResult<()> {
+        if !consume.no_ack {
+            return Err(amqp_err!(
+                PreconditionFailed,
+                "reply consumer cannot acknowledge"
+            ));
+        }
+        if self.reply.is_some() {
+            return Err(amqp_err!(PreconditionFailed, "reply consumer already set"));
+        }
+        let requested = consume.consumer_tag.as_str();
+        let tag: Arc<str> = if requested.is_empty() {
+            Arc::from(generated_name("amq.ctag"))
+        } else {
+            Arc::from(requested)
+        };
+        let suffix = s.vhost.register_reply(&self.link, tag.clone());
+        self.reply = Some((tag.clone(), suffix));
+        if !consume.nowait {
+            s.send(
+                self.id,
+                AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                    consumer_tag: ShortString::from(tag.as_ref()),
+                })),
+            );
+        }
+        Ok(())
+    }
+
     pub(super) fn cancel(&mut self, s: &Session, tag: &str, nowait: bool) {
+        if self.reply.as_ref().is_some_and(|(t, _)| &**t == tag)
+            && let Some((_, suffix)) = self.reply.take()
+        {
+            s.vhost.unregister_reply(&suffix);
+        }
         if let Some((queue, consumer)) = self.consumers.remove(tag)
             && queue.remove_consumer(&consumer) == ConsumerRemoval::RemovedLastOfAutoDelete
         {

@@ -90,6 +90,9 @@ impl Channel {
 
     pub(super) fn queue_declare(&mut self, s: &Session, d: queue::Declare) -> AmqpResult<()> {
         let requested = strip_cr_lf(d.queue.as_str());
+        if requested.starts_with(super::publish::REPLY_TO) {
+            return self.declare_reply_to(s, requested, d.nowait);
+        }
         let mark = s.topology_mark();
         let (name, messages, consumers) = if d.passive {
             let queue = s.vhost.queue(&requested)?;
@@ -129,6 +132,34 @@ impl Channel {
                     consumer_count: consumers,
                 })),
                 mark,
+            );
+        }
+        Ok(())
+    }
+
+    /// Declaring a direct reply-to address is always passive: it exists
+    /// (with one consumer and no messages) while its consumer does.
+    fn declare_reply_to(&mut self, s: &Session, name: String, nowait: bool) -> AmqpResult<()> {
+        let exists = match name.strip_prefix(crate::vhost::REPLY_TO_PREFIX) {
+            None => name == super::publish::REPLY_TO,
+            Some(suffix) => s.vhost.reply_consumer(suffix).is_some(),
+        };
+        if !exists {
+            return Err(crate::amqp_err!(
+                NotFound,
+                "no queue '{name}' in vhost '{}'",
+                s.vhost.name
+            ));
+        }
+        self.last_queue = Some(name.clone());
+        if !nowait {
+            s.send(
+                self.id,
+                AMQPClass::Queue(queue::AMQPMethod::DeclareOk(queue::DeclareOk {
+                    queue: ShortString::from(name),
+                    message_count: 0,
+                    consumer_count: 1,
+                })),
             );
         }
         Ok(())

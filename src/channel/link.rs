@@ -79,6 +79,32 @@ impl ChannelLink {
     }
 }
 
+impl ChannelLink {
+    /// Deliver a direct reply to this channel's reply-to consumer: no ack,
+    /// no prefetch, just the next delivery tag.
+    pub fn deliver_reply(&self, tag: &str, message: &crate::message::Message) {
+        let mut deliveries = self.deliveries.lock();
+        if !deliveries.open {
+            return;
+        }
+        let delivery_tag = deliveries.next_tag();
+        let frame_max = self.conn.frame_max;
+        self.conn.outbox.push(|out| {
+            out.put_method(self.id, 60, 60, |b| {
+                put_deliver_args(
+                    b,
+                    tag.as_bytes(),
+                    delivery_tag,
+                    false,
+                    message.exchange.as_bytes(),
+                    &message.routing_key,
+                )
+            });
+            out.put_content(self.id, message.properties.raw(), &message.body, frame_max);
+        });
+    }
+}
+
 /// A delivery awaiting `basic.ack`, `basic.nack` or `basic.reject`.
 #[derive(Debug)]
 pub struct Unacked {

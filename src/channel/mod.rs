@@ -200,6 +200,8 @@ pub struct Channel {
     last_queue: Option<String>,
     /// Reused for every publish's routing result.
     route_buf: Vec<Arc<Queue>>,
+    /// The direct reply-to consumer: its tag and reply-address suffix.
+    reply: Option<(Arc<str>, String)>,
 }
 
 impl Channel {
@@ -220,6 +222,7 @@ impl Channel {
             tx: None,
             last_queue: None,
             route_buf: Vec::new(),
+            reply: None,
         }
     }
 
@@ -538,6 +541,9 @@ impl Channel {
     /// may auto-delete queues) and requeue its unacknowledged deliveries.
     pub fn release(&mut self, s: &Session) {
         self.content = Content::Idle;
+        if let Some((_, suffix)) = self.reply.take() {
+            s.vhost.unregister_reply(&suffix);
+        }
         let unacked = {
             let mut deliveries = self.link.deliveries.lock();
             deliveries.open = false;
@@ -550,12 +556,15 @@ impl Channel {
             }
             all
         };
+        // Requeue first (this channel has no credit left, so nothing comes
+        // back to it): a consumer taking over then sees the returned
+        // messages in their places, ahead of the waiting ones.
+        settle_unacked(unacked, Settle::Requeue);
         for (_, (queue, consumer)) in self.consumers.drain() {
             if queue.remove_consumer(&consumer) == ConsumerRemoval::RemovedLastOfAutoDelete {
                 s.delete_queue(&queue);
             }
         }
-        settle_unacked(unacked, Settle::Requeue);
     }
 
     /// The part of the channel other tasks share.

@@ -12,6 +12,11 @@ use crate::message::{Message, SharedMessage};
 use crate::protocol::method::{Publish, put_return_args};
 use crate::protocol::{AmqpResult, Properties, ReplyCode};
 use crate::queue::{Persist, Queue};
+use crate::vhost::{REPLY_TO_PREFIX, Target};
+use amq_protocol::types::ShortString;
+
+/// The pseudo-queue of direct reply-to.
+pub(super) const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 use amq_protocol::protocol::{AMQPClass, confirm};
 
 impl Channel {
@@ -38,29 +43,69 @@ impl Channel {
         }
         let mut queues = std::mem::take(&mut self.route_buf);
         queues.clear();
-        let exchange = s.vhost.route(
+        let route = s.vhost.route(
             &publish.exchange,
             &publish.routing_key,
             &properties,
             &mut queues,
         )?;
+        let properties = self.fast_reply_to(properties)?;
         check_user_id(&properties, &s.handle.user)?;
         check_expiration(&properties)?;
-        let mut message = Message::new(exchange, publish.routing_key.clone(), properties, body);
-        share_if_fanned_out(s, &mut message, &queues);
-        let message = Arc::new(message);
-        if let Some(tx) = &mut self.tx {
-            tx.publish(message, queues.clone(), publish.mandatory);
-            self.route_buf = queues;
-            return Ok(());
-        }
-        let seq = self.confirms.as_mut().map(Confirms::next_seq);
-        let outcome = self.deliver_routed(s, &message, &queues, publish.mandatory);
-        if let (Some(confirms), Some(seq)) = (&mut self.confirms, seq) {
+        let mut message = Message::new(
+            route.exchange,
+            publish.routing_key.clone(),
+            properties,
+            body,
+        );
+        let outcome = match route.target {
+            Target::Queues => {
+                share_if_fanned_out(s, &mut message, &queues);
+                let message = Arc::new(message);
+                if let Some(tx) = &mut self.tx {
+                    tx.publish(message, queues.clone(), publish.mandatory);
+                    self.route_buf = queues;
+                    return Ok(());
+                }
+                self.deliver_routed(s, &message, &queues, publish.mandatory)
+            }
+            // Held messages and replies are not transactional.
+            Target::Delayed(delayer, delay) => match delayer.hold(Arc::new(message), delay) {
+                true => Outcome::Unsynced,
+                false => Outcome::Ack,
+            },
+            Target::Reply(consumer) => {
+                if let Some(consumer) = consumer
+                    && let Some(link) = consumer.link.upgrade()
+                {
+                    link.deliver_reply(&consumer.tag, &message);
+                }
+                Outcome::Ack
+            }
+        };
+        if let Some(confirms) = &mut self.confirms {
+            let seq = confirms.next_seq();
             confirms.record(seq, outcome);
         }
         self.route_buf = queues;
         Ok(())
+    }
+
+    /// Direct reply-to: a request whose reply-to is `amq.rabbitmq.reply-to`
+    /// gets this channel's reply address instead (its reply consumer must exist).
+    fn fast_reply_to(&self, properties: Properties) -> AmqpResult<Properties> {
+        if properties.reply_to() != Some(REPLY_TO.as_bytes()) {
+            return Ok(properties);
+        }
+        let Some((_, suffix)) = &self.reply else {
+            return Err(amqp_err!(
+                PreconditionFailed,
+                "fast reply consumer does not exist"
+            ));
+        };
+        let mut fields = properties.fields();
+        fields.reply_to = Some(ShortString::from(format!("{REPLY_TO_PREFIX}{suffix}")));
+        Ok(Properties::from_fields(&fields))
     }
 
     /// Hand a routed message to its queues, or return it when it is

@@ -585,6 +585,8 @@ impl Connection {
             "connection.blocked",
             "authentication_failure_close",
             "per_consumer_qos",
+            "consumer_priorities",
+            "direct_reply_to",
         ] {
             capabilities.insert(ShortString::from(cap), AMQPValue::Boolean(true));
         }

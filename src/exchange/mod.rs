@@ -2,6 +2,7 @@
 //! key (and headers), it names destinations; the virtual host follows
 //! exchange-to-exchange bindings and delivers to queues.
 
+pub mod delayed;
 pub mod direct;
 pub mod fanout;
 pub mod headers;
@@ -112,6 +113,8 @@ pub struct Exchange {
     pub arguments: FieldTable,
     /// The `alternate-exchange` argument: where unroutable messages go.
     alternate: Option<String>,
+    /// Set for an `x-delayed-message` exchange (`kind` is then its `x-delayed-type`).
+    delayer: Option<Arc<delayed::Delayer>>,
     bindings: Vec<Binding>,
     router: Router,
 }
@@ -143,8 +146,28 @@ impl Exchange {
             internal,
             arguments,
             alternate,
+            delayer: None,
             bindings: Vec::new(),
             router,
+        }
+    }
+
+    /// Make this a delayed-message exchange routing as its `kind`.
+    pub fn with_delayer(mut self, delayer: Arc<delayed::Delayer>) -> Self {
+        self.delayer = Some(delayer);
+        self
+    }
+
+    /// The holder of delayed messages, for an `x-delayed-message` exchange.
+    pub fn delayer(&self) -> Option<&Arc<delayed::Delayer>> {
+        self.delayer.as_ref()
+    }
+
+    /// The declared type: `x-delayed-message` or the routing kind.
+    pub fn type_name(&self) -> &'static str {
+        match self.delayer {
+            Some(_) => "x-delayed-message",
+            None => self.kind.as_str(),
         }
     }
 

@@ -87,12 +87,10 @@ pub fn dead_lettered(
             };
             let mut others = Vec::new();
             let mut matched = None;
-            for entry in existing.as_slice() {
+            for entry in regroup(existing.as_slice()) {
                 match entry {
-                    AMQPValue::FieldTable(t) if matched.is_none() && same(t) => {
-                        matched = Some(t.clone())
-                    }
-                    other => others.push(other.clone()),
+                    AMQPValue::FieldTable(t) if matched.is_none() && same(&t) => matched = Some(t),
+                    other => others.push(other),
                 }
             }
             // An earlier death in the same queue for the same reason is
@@ -134,6 +132,45 @@ pub fn dead_lettered(
         Properties::from_fields(&fields),
         message.body.clone(),
     )
+}
+
+/// RabbitMQ 3.10 first regroups existing entries by (queue, reason), one
+/// entry per pair (counting duplicates from before grouping existed). Its
+/// fold prepends, so two or more entries come out in reverse order; clients
+/// see that order, so it is kept.
+fn regroup(entries: &[AMQPValue]) -> Vec<AMQPValue> {
+    if entries.len() <= 1 {
+        return entries.to_vec();
+    }
+    type Key = (Option<Vec<u8>>, Option<Vec<u8>>);
+    let group_of = |t: &FieldTable| -> Key {
+        (
+            field(t, "queue").map(<[u8]>::to_vec),
+            field(t, "reason").map(<[u8]>::to_vec),
+        )
+    };
+    let tables: Vec<&FieldTable> = entries
+        .iter()
+        .filter_map(|e| match e {
+            AMQPValue::FieldTable(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let mut seen: Vec<Key> = Vec::new();
+    let mut grouped: Vec<AMQPValue> = Vec::new();
+    for table in &tables {
+        let k = group_of(table);
+        let matches = tables.iter().filter(|t| group_of(t) == k).count();
+        let mut first = (*tables.iter().find(|t| group_of(t) == k).unwrap_or(table)).clone();
+        if !first.contains_key("count") {
+            first.insert(key("count"), AMQPValue::LongLongInt(matches as i64));
+        }
+        if grouped.is_empty() || !seen.contains(&k) {
+            grouped.insert(0, AMQPValue::FieldTable(first));
+        }
+        seen.push(k);
+    }
+    grouped
 }
 
 /// Whether dead-lettering to `target` closes a cycle RabbitMQ drops: the
@@ -270,9 +307,13 @@ mod tests {
         let expired = dead_lettered(&message(None), Reason::Expired, "q1", &dlx, None, 1);
         assert!(is_cycle(&expired, Reason::Expired, "q1"));
         assert!(!is_cycle(&expired, Reason::Expired, "q2"));
+        // A client's reject on the way back breaks the cycle.
         let rejected = dead_lettered(&expired, Reason::Rejected, "q2", &dlx, None, 2);
-        let again = dead_lettered(&rejected, Reason::Expired, "q3", &dlx, None, 3);
-        assert!(!is_cycle(&again, Reason::Expired, "q1"));
+        assert!(!is_cycle(&rejected, Reason::Expired, "q1"));
         assert!(!is_cycle(&rejected, Reason::Rejected, "q1"));
+        // RabbitMQ's regrouping reverses older entries: the reject no
+        // longer stands between the new death and q1's, so q1 cycles.
+        let again = dead_lettered(&rejected, Reason::Expired, "q3", &dlx, None, 3);
+        assert!(is_cycle(&again, Reason::Expired, "q1"));
     }
 }

@@ -722,7 +722,7 @@ impl Queue {
                 now,
             ));
             targets.clear();
-            vhost.route_dead_letter(&dlx, &copy, &mut targets);
+            vhost.route_internal(&dlx, &copy, &mut targets);
             for target in &targets {
                 if !dead_letter::is_cycle(&copy, reason, &target.name) {
                     target.publish(copy.clone());

@@ -20,6 +20,8 @@
 //!   it is marked redelivered.
 //! - `t/<id>`: scratch trees for transient messages paged out of memory;
 //!   dropped at start.
+//! - `x/<vhost>\0<exchange>`: persistent messages held by a durable
+//!   delayed-message exchange, keyed by due time.
 //!
 //! Durability of confirms comes from [`sync::Syncer`], the group-commit thread.
 
@@ -368,6 +370,17 @@ impl Store {
             .map_err(|e| self.sled_error(e))
     }
 
+    /// The tree holding a durable delayed-message exchange's messages.
+    pub fn delayed_tree(&self, vhost: &str, exchange: &str) -> Result<sled::Tree, StoreError> {
+        self.db
+            .open_tree(delayed_tree_name(vhost, exchange))
+            .map_err(|e| self.sled_error(e))
+    }
+
+    pub fn drop_delayed_tree(&self, vhost: &str, exchange: &str) {
+        let _ = self.db.drop_tree(delayed_tree_name(vhost, exchange));
+    }
+
     pub fn drop_scratch(&self, id: u64) {
         let _ = self.db.drop_tree(format!("t/{id}"));
     }
@@ -445,6 +458,12 @@ fn write_marks(marks: &Mutex<Vec<Weak<QueueStorage>>>) {
         }
         None => false,
     });
+}
+
+fn delayed_tree_name(vhost: &str, exchange: &str) -> Vec<u8> {
+    let mut name = b"x/".to_vec();
+    name.extend_from_slice(&key2(vhost, exchange));
+    name
 }
 
 fn queue_tree_name(id: u64) -> String {
