@@ -281,6 +281,11 @@ impl VHost {
                 spec.name
             ));
         }
+        check_name_arg(
+            &spec.arguments,
+            "alternate-exchange",
+            &self.exchange_desc(&spec.name),
+        )?;
         let kind = match delayed {
             true => delayed_routing(&spec.arguments).ok_or_else(|| {
                 amqp_err!(
@@ -454,7 +459,14 @@ impl VHost {
             return Ok((queue, false, messages, consumers));
         }
         let description = format!("queue '{}' in vhost '{}'", spec.name, self.name);
+        check_name_arg(&spec.arguments, "x-dead-letter-exchange", &description)?;
         let args = QueueArgs::parse(&spec.arguments, &description)?;
+        if spec.server_named && args.is_quorum() {
+            return Err(amqp_err!(
+                PreconditionFailed,
+                "Cannot declare a server-named queue for type rabbit_quorum_queue"
+            ));
+        }
         args.check_flags(&description, durable, spec.exclusive, spec.auto_delete)?;
         let mut topo = self.topology.write();
         if topo.queues.contains_key(spec.name.as_str()) {
@@ -929,6 +941,19 @@ impl VHost {
             .keys()
             .map(|k| k.to_string())
             .collect()
+    }
+}
+
+/// An argument naming an exchange must be a long string; RabbitMQ checks
+/// this before anything else about a new queue or exchange.
+fn check_name_arg(arguments: &FieldTable, key: &str, entity: &str) -> AmqpResult<()> {
+    match lookup(arguments, key) {
+        None | Some(amq_protocol::types::AMQPValue::LongString(_)) => Ok(()),
+        Some(other) => Err(amqp_err!(
+            PreconditionFailed,
+            "invalid type '{}' for arg '{key}' in {entity}",
+            crate::protocol::table::type_name(other)
+        )),
     }
 }
 

@@ -175,13 +175,10 @@ impl Deliveries {
         });
     }
 
-    /// The oldest unacked delivery from a consumer: (when, its queue), for
-    /// the consumer timeout.
-    pub fn oldest_consumer_delivery(&self) -> Option<(u64, &Arc<Queue>)> {
-        self.unacked
-            .iter()
-            .find(|u| u.consumer.is_some())
-            .map(|u| (u.delivered_at, &u.queue))
+    /// The oldest unacked delivery (consumer or basic.get): (when, its
+    /// queue), for the consumer timeout.
+    pub fn oldest_delivery(&self) -> Option<(u64, &Arc<Queue>)> {
+        self.unacked.front().map(|u| (u.delivered_at, &u.queue))
     }
 
     pub fn unacked_count(&self) -> usize {

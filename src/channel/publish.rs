@@ -80,6 +80,11 @@ impl Channel {
                 {
                     link.deliver_reply(&consumer.tag, &message);
                 }
+                // RabbitMQ routes a reply to no queue, so a mandatory one
+                // is also returned, delivered or not.
+                if publish.mandatory {
+                    self.basic_return(s, &message, ReplyCode::NoRoute, "NO_ROUTE");
+                }
                 Outcome::Ack
             }
         };

@@ -314,14 +314,14 @@ impl Connection {
 
     /// The earliest consumer timeout among the channels: when it falls due
     /// (milliseconds since the epoch), on which channel, with what timeout.
-    /// Like RabbitMQ, only each channel's oldest consumer delivery counts.
+    /// Like RabbitMQ, only each channel's oldest delivery counts.
     fn consumer_timeout(&self) -> Option<(u64, u16, u64)> {
         let global = self.broker.config.consumer_timeout_ms;
         self.channels
             .iter()
             .filter_map(|(id, channel)| {
                 let deliveries = channel.link().deliveries.lock();
-                let (at, queue) = deliveries.oldest_consumer_delivery()?;
+                let (at, queue) = deliveries.oldest_delivery()?;
                 let timeout = queue.consumer_timeout().unwrap_or(global);
                 (timeout > 0).then(|| (at.saturating_add(timeout), *id, timeout))
             })

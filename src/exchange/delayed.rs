@@ -108,6 +108,7 @@ impl Delayer {
     /// Hold `message` for `delay` milliseconds. Returns whether it was
     /// written to the store (its publisher's confirm then waits for the disk).
     pub fn hold(&self, message: Arc<Message>, delay: u64) -> bool {
+        let message = negate_delay(&message, delay);
         let due = now_millis().saturating_add(delay);
         let mut st = self.state.lock();
         let seq = st.next_seq;
@@ -183,6 +184,24 @@ impl Delayer {
             store.drop_delayed_tree(vhost, &self.exchange);
         }
     }
+}
+
+/// The plugin delivers a delayed message with its `x-delay` header negated,
+/// so a consumer republishing it does not delay it again.
+fn negate_delay(message: &Arc<Message>, delay: u64) -> Arc<Message> {
+    let mut fields = message.properties.fields();
+    let mut headers = fields.headers.take().unwrap_or_default();
+    headers.insert(
+        amq_protocol::types::ShortString::from("x-delay"),
+        AMQPValue::LongInt(-(delay.min(i32::MAX as u64) as i32)),
+    );
+    fields.headers = Some(headers);
+    Arc::new(Message::new(
+        message.exchange.clone(),
+        message.routing_key.clone(),
+        crate::protocol::Properties::from_fields(&fields),
+        message.body.clone(),
+    ))
 }
 
 fn key(due: u64, seq: u64) -> [u8; 16] {

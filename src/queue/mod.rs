@@ -565,7 +565,9 @@ impl Queue {
                     if let (Some(storage), true) = (&self.storage, message.on_disk) {
                         storage.note_delivered(message.seq);
                     }
-                    if self.args.is_quorum() && message.delivery_count > 0 {
+                    // basic.get from a quorum queue always says how often
+                    // the message was returned, 0 included.
+                    if self.args.is_quorum() {
                         message.message =
                             with_delivery_count(&message.message, message.delivery_count);
                     }
