@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use amq_protocol::types::{AMQPValue, FieldTable};
 use bytes::Bytes;
 
 use crate::protocol::Properties;
@@ -15,6 +16,9 @@ pub struct Message {
     /// The exchange it was published to ("" for the default exchange).
     pub exchange: Arc<str>,
     pub routing_key: Bytes,
+    /// Sender-selected routing keys (the `CC` and `BCC` headers at publish):
+    /// the message is routed with these as well as `routing_key`.
+    pub extra_keys: Box<[Bytes]>,
     pub properties: Properties,
     pub body: Bytes,
     /// The `expiration` property in milliseconds, when valid.
@@ -67,11 +71,25 @@ impl Message {
         Message {
             exchange,
             routing_key,
+            extra_keys: Box::default(),
             properties,
             body,
             expiration,
             shared: None,
         }
+    }
+
+    /// The same message under other properties (a broker rewrite of its
+    /// headers), routed with the same keys.
+    pub fn with_properties(&self, properties: Properties) -> Message {
+        let mut copy = Message::new(
+            self.exchange.clone(),
+            self.routing_key.clone(),
+            properties,
+            self.body.clone(),
+        );
+        copy.extra_keys = self.extra_keys.clone();
+        copy
     }
 
     /// Delivery mode 2.
@@ -84,6 +102,34 @@ impl Message {
     pub fn size(&self) -> usize {
         self.body.len() + self.properties.len() + self.routing_key.len() + self.exchange.len()
     }
+}
+
+/// The headers that add routing keys, in RabbitMQ's order.
+pub const ROUTING_HEADERS: [&str; 2] = ["CC", "BCC"];
+
+/// The routing keys a headers table adds: the long strings in its `CC` and
+/// `BCC` arrays (other elements are ignored, as by RabbitMQ). Either header
+/// set to anything but an array is an error, worded as RabbitMQ's.
+pub fn header_routes(headers: &FieldTable) -> Result<Vec<Bytes>, String> {
+    let mut keys = Vec::new();
+    for name in ROUTING_HEADERS {
+        match headers.inner().get(name) {
+            None => {}
+            Some(AMQPValue::FieldArray(routes)) => {
+                keys.extend(routes.as_slice().iter().filter_map(|v| match v {
+                    AMQPValue::LongString(s) => Some(Bytes::copy_from_slice(s.as_bytes())),
+                    _ => None,
+                }));
+            }
+            Some(other) => {
+                return Err(format!(
+                    "{{unacceptable_type_in_header,\"{name}\",{}}}",
+                    crate::protocol::table::type_name(other)
+                ));
+            }
+        }
+    }
+    Ok(keys)
 }
 
 /// A message's place in one queue.

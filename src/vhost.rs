@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use amq_protocol::types::FieldTable;
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use crate::amqp_err;
@@ -774,6 +775,7 @@ impl VHost {
         &self,
         exchange: &[u8],
         routing_key: &[u8],
+        extra_keys: &[Bytes],
         properties: &Properties,
         queues: &mut Vec<Arc<Queue>>,
     ) -> AmqpResult<Route> {
@@ -788,11 +790,7 @@ impl VHost {
                     target: Target::Reply(consumer),
                 });
             }
-            if let Ok(name) = std::str::from_utf8(routing_key)
-                && let Some(queue) = topo.queues.get(name)
-            {
-                queues.push(queue.clone());
-            }
+            Self::walk_default(&topo, routing_key, extra_keys, queues);
             return Ok(Route {
                 exchange: self.default_exchange.clone(),
                 target: Target::Queues,
@@ -817,7 +815,7 @@ impl VHost {
                 target: Target::Delayed(delayer.clone(), delay),
             });
         }
-        Self::walk(&topo, source, routing_key, properties, queues);
+        Self::walk(&topo, source, routing_key, extra_keys, properties, queues);
         Ok(Route {
             exchange: key.clone(),
             target: Target::Queues,
@@ -859,11 +857,7 @@ impl VHost {
     pub fn route_internal(&self, dlx: &str, message: &Message, queues: &mut Vec<Arc<Queue>>) {
         let topo = self.topology.read();
         if dlx.is_empty() {
-            if let Ok(name) = std::str::from_utf8(&message.routing_key)
-                && let Some(queue) = topo.queues.get(name)
-            {
-                queues.push(queue.clone());
-            }
+            Self::walk_default(&topo, &message.routing_key, &message.extra_keys, queues);
             return;
         }
         if let Some(source) = topo.exchanges.get(dlx) {
@@ -871,9 +865,30 @@ impl VHost {
                 &topo,
                 source,
                 &message.routing_key,
+                &message.extra_keys,
                 &message.properties,
                 queues,
             );
+        }
+    }
+
+    /// The default exchange: each routing key that names a queue.
+    fn walk_default(
+        topo: &Topology,
+        routing_key: &[u8],
+        extra_keys: &[Bytes],
+        queues: &mut Vec<Arc<Queue>>,
+    ) {
+        for key in std::iter::once(routing_key).chain(extra_keys.iter().map(|k| &k[..])) {
+            if let Ok(name) = std::str::from_utf8(key)
+                && let Some(queue) = topo.queues.get(name)
+            {
+                queues.push(queue.clone());
+            }
+        }
+        if queues.len() > 1 {
+            queues.sort_by_key(|q| Arc::as_ptr(q) as usize);
+            queues.dedup_by(|a, b| Arc::ptr_eq(a, b));
         }
     }
 
@@ -883,6 +898,7 @@ impl VHost {
         topo: &Topology,
         source: &Exchange,
         routing_key: &[u8],
+        extra_keys: &[Bytes],
         properties: &Properties,
         queues: &mut Vec<Arc<Queue>>,
     ) {
@@ -897,7 +913,7 @@ impl VHost {
                 None
             };
             let mut routed = false;
-            x.route(routing_key, decoded, &mut |dest| {
+            x.route(routing_key, extra_keys, decoded, &mut |dest| {
                 routed = true;
                 match dest {
                     Destination::Queue(q) => queues.push(q.clone()),

@@ -41,23 +41,31 @@ impl Channel {
         if publish.immediate {
             return Err(amqp_err!(NotImplemented, "immediate=true"));
         }
+        let (properties, extra_keys) = match properties.has_routing_headers() {
+            false => (properties, Ok(Vec::new())),
+            true => sender_selected(properties),
+        };
         let mut queues = std::mem::take(&mut self.route_buf);
         queues.clear();
         let route = s.vhost.route(
             &publish.exchange,
             &publish.routing_key,
+            extra_keys.as_deref().unwrap_or_default(),
             &properties,
             &mut queues,
         )?;
         let properties = self.fast_reply_to(properties)?;
         check_user_id(&properties, &s.handle.user)?;
         check_expiration(&properties)?;
+        let extra_keys =
+            extra_keys.map_err(|why| amqp_err!(PreconditionFailed, "invalid message: {why}"))?;
         let mut message = Message::new(
             route.exchange,
             publish.routing_key.clone(),
             properties,
             body,
         );
+        message.extra_keys = extra_keys.into_boxed_slice();
         let outcome = match route.target {
             Target::Queues => {
                 share_if_fanned_out(s, &mut message, &queues);
@@ -224,6 +232,29 @@ fn share_if_fanned_out(s: &Session, message: &mut Message, queues: &[Arc<Queue>]
     if store.put_shared(id, crate::store::codec::encode_message(message, None)) {
         message.shared = Some(Arc::new(SharedMessage::new(id, holders)));
     }
+}
+
+/// Sender-selected distribution: the `CC` and `BCC` headers name more
+/// routing keys, and `BCC` is removed before routing, so neither headers
+/// exchanges nor consumers see it. A header of the wrong type is an error
+/// once the publish's other checks pass.
+fn sender_selected(properties: Properties) -> (Properties, Result<Vec<Bytes>, String>) {
+    let mut fields = properties.fields();
+    let Some(headers) = fields.headers.as_mut() else {
+        return (properties, Ok(Vec::new()));
+    };
+    let keys = crate::message::header_routes(headers);
+    if keys.is_err() || !headers.inner().contains_key("BCC") {
+        return (properties, keys);
+    }
+    let mut kept = amq_protocol::types::FieldTable::default();
+    for (name, value) in headers.inner() {
+        if name.as_str() != "BCC" {
+            kept.insert(name.clone(), value.clone());
+        }
+    }
+    *headers = kept;
+    (Properties::from_fields(&fields), keys)
 }
 
 /// A message may claim only the authenticated user as its user-id.

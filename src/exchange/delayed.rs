@@ -196,12 +196,7 @@ fn negate_delay(message: &Arc<Message>, delay: u64) -> Arc<Message> {
         AMQPValue::LongInt(-(delay.min(i32::MAX as u64) as i32)),
     );
     fields.headers = Some(headers);
-    Arc::new(Message::new(
-        message.exchange.clone(),
-        message.routing_key.clone(),
-        crate::protocol::Properties::from_fields(&fields),
-        message.body.clone(),
-    ))
+    Arc::new(message.with_properties(crate::protocol::Properties::from_fields(&fields)))
 }
 
 fn key(due: u64, seq: u64) -> [u8; 16] {

@@ -11,6 +11,7 @@ pub mod topic;
 use std::sync::Arc;
 
 use amq_protocol::types::FieldTable;
+use bytes::Bytes;
 
 use crate::protocol::table::tables_equal;
 use crate::queue::Queue;
@@ -254,17 +255,25 @@ impl Exchange {
         matches!(self.router, Router::Headers(_))
     }
 
-    /// Call `out` for each destination this exchange routes the message to.
+    /// Call `out` for each destination this exchange routes the message to
+    /// (a destination may come more than once when there are extra keys).
     pub fn route(
         &self,
         routing_key: &[u8],
+        extra_keys: &[Bytes],
         headers: Option<&FieldTable>,
         out: &mut dyn FnMut(&Destination),
     ) {
         match &self.router {
-            Router::Direct(r) => r.route(routing_key, out),
+            Router::Direct(r) => {
+                r.route(routing_key, out);
+                extra_keys.iter().for_each(|k| r.route(k, out));
+            }
             Router::Fanout(r) => r.route(out),
-            Router::Topic(r) => r.route(routing_key, out),
+            Router::Topic(r) => {
+                r.route(routing_key, out);
+                extra_keys.iter().for_each(|k| r.route(k, out));
+            }
             Router::Headers(r) => r.route(headers, out),
         }
     }

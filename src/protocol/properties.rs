@@ -11,7 +11,7 @@ use amq_protocol::protocol::basic::{gen_properties, parse_properties};
 use amq_protocol::types::{FieldTable, ShortString};
 use bytes::Bytes;
 
-use super::table::{check_table, decode_table};
+use super::table::{check_table_keys, decode_table};
 
 // Property flag bits, most significant first, in wire order.
 const CONTENT_TYPE: u16 = 1 << 15;
@@ -54,6 +54,8 @@ pub struct Properties {
     expiration: Option<Span>,
     reply_to: Option<Span>,
     user_id: Option<Span>,
+    /// The headers hold `CC` or `BCC`: sender-selected routing keys.
+    routing_headers: bool,
 }
 
 impl Properties {
@@ -95,7 +97,12 @@ impl Properties {
             short_str(&mut at)?;
         }
         if flags & HEADERS != 0 {
-            let used = check_table(&buf[at..]).map_err(|_| PropertiesError::BadHeaders)?;
+            let mut routing_headers = false;
+            let used = check_table_keys(&buf[at..], &mut |key| {
+                routing_headers |= key == b"CC" || key == b"BCC";
+            })
+            .map_err(|_| PropertiesError::BadHeaders)?;
+            props.routing_headers = routing_headers;
             props.headers = Some((at as u32, (at + used) as u32));
             at += used;
         }
@@ -179,6 +186,11 @@ impl Properties {
 
     pub fn user_id(&self) -> Option<&[u8]> {
         self.span(self.user_id)
+    }
+
+    /// Whether the headers name extra routing keys (`CC`, `BCC`).
+    pub fn has_routing_headers(&self) -> bool {
+        self.routing_headers
     }
 
     pub fn has_headers(&self) -> bool {

@@ -26,16 +26,25 @@ pub enum TableError {
 /// Check the field table at the start of `buf` (with its u32 length prefix)
 /// and return how many bytes it occupies.
 pub fn check_table(buf: &[u8]) -> Result<usize, TableError> {
+    check_table_keys(buf, &mut |_| {})
+}
+
+/// [`check_table`], calling `on_key` with each top-level key on the way.
+pub fn check_table_keys(buf: &[u8], on_key: &mut dyn FnMut(&[u8])) -> Result<usize, TableError> {
     let len = read_u32(buf, 0)? as usize;
     let end = 4usize.checked_add(len).ok_or(TableError::Truncated)?;
     if end > buf.len() {
         return Err(TableError::Truncated);
     }
-    check_table_body(&buf[4..end], 1)?;
+    check_table_body(&buf[4..end], 1, on_key)?;
     Ok(end)
 }
 
-fn check_table_body(mut buf: &[u8], depth: usize) -> Result<(), TableError> {
+fn check_table_body(
+    mut buf: &[u8],
+    depth: usize,
+    on_key: &mut dyn FnMut(&[u8]),
+) -> Result<(), TableError> {
     if depth > MAX_DEPTH {
         return Err(TableError::TooDeep);
     }
@@ -44,6 +53,7 @@ fn check_table_body(mut buf: &[u8], depth: usize) -> Result<(), TableError> {
         if buf.len() < 1 + key_len + 1 {
             return Err(TableError::Truncated);
         }
+        on_key(&buf[1..1 + key_len]);
         let used = check_value(&buf[1 + key_len..], depth)?;
         buf = &buf[1 + key_len + used..];
     }
@@ -85,7 +95,7 @@ fn check_value(buf: &[u8], depth: usize) -> Result<usize, TableError> {
                 return Err(TableError::Truncated);
             }
             match tag {
-                b'F' => check_table_body(&buf[5..end], depth + 1)?,
+                b'F' => check_table_body(&buf[5..end], depth + 1, &mut |_| {})?,
                 b'A' => check_array_body(&buf[5..end], depth + 1)?,
                 _ => {}
             }

@@ -48,7 +48,9 @@ fn field<'a>(table: &'a FieldTable, name: &str) -> Option<&'a [u8]> {
 }
 
 /// The copy of `message` that queue `queue` dead-letters to `dlx`, routed
-/// with `routing_key` when the queue sets one (else the original key).
+/// with `routing_key` when the queue sets one (which also drops the `CC`
+/// header), else with the keys it was published with. Its `x-death` entry
+/// lists the published key and the `CC` keys.
 pub fn dead_lettered(
     message: &Message,
     reason: Reason,
@@ -60,6 +62,14 @@ pub fn dead_lettered(
     let mut fields = message.properties.fields();
     let mut headers = fields.headers.take().unwrap_or_default();
     let original_key = String::from_utf8_lossy(&message.routing_key).into_owned();
+    let mut routing_keys = vec![text(&original_key)];
+    if message.properties.has_routing_headers() {
+        let cc = crate::message::header_routes(&headers).unwrap_or_default();
+        routing_keys.extend(
+            cc.iter()
+                .map(|k| AMQPValue::LongString(LongString::from(k.to_vec()))),
+        );
+    }
     let mut info = FieldTable::default();
     info.insert(key("reason"), text(reason.as_str()));
     info.insert(key("queue"), text(queue));
@@ -67,7 +77,7 @@ pub fn dead_lettered(
     info.insert(key("exchange"), text(&message.exchange));
     info.insert(
         key("routing-keys"),
-        AMQPValue::FieldArray(FieldArray::from(vec![text(&original_key)])),
+        AMQPValue::FieldArray(FieldArray::from(routing_keys)),
     );
     if let Some(expiration) = &fields.expiration {
         info.insert(key("original-expiration"), text(expiration.as_str()));
@@ -123,15 +133,29 @@ pub fn dead_lettered(
         key("x-death"),
         AMQPValue::FieldArray(FieldArray::from(deaths)),
     );
+    if routing_key.is_some() && headers.inner().contains_key("CC") {
+        let mut kept = FieldTable::default();
+        for (name, value) in headers.inner() {
+            if name.as_str() != "CC" {
+                kept.insert(name.clone(), value.clone());
+            }
+        }
+        headers = kept;
+    }
     fields.headers = Some(headers);
     fields.expiration = None;
-    let routed_with = routing_key.map_or(original_key, str::to_string);
-    Message::new(
+    let mut copy = Message::new(
         dlx.clone(),
-        Bytes::from(routed_with),
+        routing_key.map_or(message.routing_key.clone(), |k| {
+            Bytes::copy_from_slice(k.as_bytes())
+        }),
         Properties::from_fields(&fields),
         message.body.clone(),
-    )
+    );
+    if routing_key.is_none() {
+        copy.extra_keys = message.extra_keys.clone();
+    }
+    copy
 }
 
 /// RabbitMQ 3.10 first regroups existing entries by (queue, reason), one

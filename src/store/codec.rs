@@ -9,7 +9,12 @@
 //! inline:    0x01 | expires-at:u64 | exchange:shortstr | routing-key:shortstr | props-len:u32 | props | body
 //! reference: 0x02 | expires-at:u64 | message-id:u64
 //! shared:    0x01 | 0:u64 | exchange … body        (the same layout as inline)
+//! routed:    0x03 | expires-at:u64 | exchange:shortstr | routing-key:shortstr
+//!                 | key-count:u16 | (key-len:u32 | key)* | props-len:u32 | props | body
 //! ```
+//!
+//! `routed` is an inline message with sender-selected routing keys (`CC`,
+//! `BCC`), which dead-lettering still routes by after a restart.
 //!
 //! `expires-at` is the message's expiry in this queue, in milliseconds since
 //! the epoch (0 for none), so a TTL runs from the original publish across
@@ -28,6 +33,7 @@ use crate::protocol::Properties;
 
 const INLINE: u8 = 1;
 const REFERENCE: u8 = 2;
+const ROUTED: u8 = 3;
 
 /// A decoded queue-tree entry.
 #[derive(Debug)]
@@ -59,19 +65,50 @@ pub fn encode_message(message: &Message, expires_at: Option<u64>) -> Vec<u8> {
     let exchange = message.exchange.as_bytes();
     let key = &message.routing_key[..];
     let props = message.properties.raw();
+    let extra = &message.extra_keys[..extra_count(message)];
+    let extra_len: usize = extra.iter().map(|k| 4 + k.len()).sum();
     let mut out = Vec::with_capacity(
-        9 + 2 + exchange.len() + key.len() + 4 + props.len() + message.body.len(),
+        9 + 2 + exchange.len() + key.len() + 4 + props.len() + message.body.len() + extra_len,
     );
-    out.put_u8(INLINE);
+    out.put_u8(if extra.is_empty() { INLINE } else { ROUTED });
     out.put_u64(expires_at.unwrap_or(0));
     out.put_u8(exchange.len().min(255) as u8);
     out.put_slice(&exchange[..exchange.len().min(255)]);
     out.put_u8(key.len().min(255) as u8);
     out.put_slice(&key[..key.len().min(255)]);
+    if !extra.is_empty() {
+        out.put_u16(extra.len() as u16);
+        for k in extra {
+            out.put_u32(k.len() as u32);
+            out.put_slice(k);
+        }
+    }
     out.put_u32(props.len() as u32);
     out.put_slice(props);
     out.put_slice(&message.body);
     out
+}
+
+/// How many extra routing keys are stored (a headers table cannot hold more
+/// than a frame's worth, far below the u16 limit).
+fn extra_count(message: &Message) -> usize {
+    message.extra_keys.len().min(u16::MAX as usize)
+}
+
+/// Skip a `routed` entry's key list at `at`; returns where it ends.
+fn skip_keys(raw: &[u8], at: usize) -> Result<usize, DecodeError> {
+    let count = raw.get(at..at + 2).ok_or(DecodeError::Truncated)?;
+    let count = u16::from_be_bytes([count[0], count[1]]) as usize;
+    let mut at = at + 2;
+    for _ in 0..count {
+        let len = raw.get(at..at + 4).ok_or(DecodeError::Truncated)?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        at = at
+            .checked_add(4 + len)
+            .filter(|end| *end <= raw.len())
+            .ok_or(DecodeError::Truncated)?;
+    }
+    Ok(at)
 }
 
 /// Encode a reference to a message in the shared tree.
@@ -109,7 +146,7 @@ pub fn decode(raw: Bytes, names: &mut Names) -> Result<Decoded, DecodeError> {
     let expires_at = (expires != 0).then_some(expires);
     let entry = match tag {
         REFERENCE => Entry::Reference(read_u64(&raw, 9)?),
-        INLINE => {
+        INLINE | ROUTED => {
             let mut at = 9usize;
             let short = |at: &mut usize| -> Result<(usize, usize), DecodeError> {
                 let len = *raw.get(*at).ok_or(DecodeError::Truncated)? as usize;
@@ -122,6 +159,17 @@ pub fn decode(raw: Bytes, names: &mut Names) -> Result<Decoded, DecodeError> {
             };
             let (xs, xe) = short(&mut at)?;
             let (ks, ke) = short(&mut at)?;
+            let mut extra_keys = Vec::new();
+            if tag == ROUTED {
+                let end = skip_keys(&raw, at)?;
+                let mut k = at + 2;
+                while k < end {
+                    let len = u32::from_be_bytes([raw[k], raw[k + 1], raw[k + 2], raw[k + 3]]);
+                    extra_keys.push(raw.slice(k + 4..k + 4 + len as usize));
+                    k += 4 + len as usize;
+                }
+                at = end;
+            }
             let len_bytes = raw.get(at..at + 4).ok_or(DecodeError::Truncated)?;
             let props_len =
                 u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]])
@@ -134,12 +182,10 @@ pub fn decode(raw: Bytes, names: &mut Names) -> Result<Decoded, DecodeError> {
             let exchange = names.intern(&raw[xs..xe]);
             let properties =
                 Properties::parse(raw.slice(ps..pe)).map_err(|_| DecodeError::Properties)?;
-            Entry::Inline(Message::new(
-                exchange,
-                raw.slice(ks..ke),
-                properties,
-                raw.slice(pe..),
-            ))
+            let mut message =
+                Message::new(exchange, raw.slice(ks..ke), properties, raw.slice(pe..));
+            message.extra_keys = extra_keys.into_boxed_slice();
+            Entry::Inline(message)
         }
         other => return Err(DecodeError::UnknownTag(other)),
     };
@@ -170,11 +216,14 @@ pub fn peek(raw: &[u8]) -> Result<Header, DecodeError> {
             body_size: 0,
             priority: None,
         }),
-        INLINE => {
+        INLINE | ROUTED => {
             let mut at = 9usize;
             for _ in 0..2 {
                 let len = *raw.get(at).ok_or(DecodeError::Truncated)? as usize;
                 at += 1 + len;
+            }
+            if tag == ROUTED {
+                at = skip_keys(raw, at)?;
             }
             let len = raw.get(at..at + 4).ok_or(DecodeError::Truncated)?;
             let props = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
@@ -237,6 +286,37 @@ mod tests {
         match decoded.entry {
             Entry::Reference(id) => assert_eq!(id, 77),
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn sender_selected_keys_round_trip() {
+        let props = Properties::parse(Bytes::from_static(&[0x08, 0, 7])).unwrap();
+        let mut message = Message::new(
+            Arc::from("ex"),
+            Bytes::from_static(b"rk"),
+            props,
+            Bytes::from_static(b"body"),
+        );
+        message.extra_keys = vec![Bytes::from_static(b"cc.1"), Bytes::from_static(b"")].into();
+        let raw = encode_message(&message, None);
+        let header = peek(&raw).unwrap();
+        assert_eq!((header.body_size, header.priority), (4, Some(7)));
+        let decoded = decode(Bytes::from(raw.clone()), &mut Names::default()).unwrap();
+        let Entry::Inline(m) = decoded.entry else {
+            panic!("not inline")
+        };
+        assert_eq!(&m.routing_key[..], b"rk");
+        assert_eq!(&m.extra_keys[..], &[&b"cc.1"[..], &b""[..]]);
+        assert_eq!(&m.body[..], b"body");
+        // A record cut before its body is an error, not a panic.
+        for cut in 0..raw.len() - 4 {
+            let cut_raw = Bytes::copy_from_slice(&raw[..cut]);
+            assert!(
+                decode(cut_raw, &mut Names::default()).is_err(),
+                "cut at {cut}"
+            );
+            assert!(peek(&raw[..cut]).is_err(), "peek cut at {cut}");
         }
     }
 
