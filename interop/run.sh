@@ -5,7 +5,8 @@
 #                                  loopback port per session, run the suites
 #   AMQP_URL=amqp://... run.sh     run the same suites against that broker
 #                                  instead (e.g. RabbitMQ, to check expectations)
-#   interop/run.sh -k confirms     extra arguments go to pytest
+#   interop/run.sh -k confirms     extra arguments go to pytest (every suite)
+#   INTEROP_SUITES=celery run.sh   run only some suites (default: pika celery)
 #
 # Installs pinned client libraries into interop/.venv on first run (and again
 # whenever requirements.txt changes).
@@ -35,16 +36,38 @@ fi
 # --- the broker binary ------------------------------------------------------
 # Debug build: `cargo test` (run just before by run-tests.sh) has already
 # built it, so this is normally a no-op.
-echo "==> interop: cargo build (debug)"
-(cd "$REPO_ROOT" && cargo build --bin warren)
+# Not needed when the suites run against AMQP_URL or a WARREN_BIN given.
+if [[ -z "${AMQP_URL:-}" && -z "${WARREN_BIN:-}" ]]; then
+    echo "==> interop: cargo build (debug)"
+    (cd "$REPO_ROOT" && cargo build --bin warren)
+fi
 export WARREN_BIN="${WARREN_BIN:-$REPO_ROOT/target/debug/warren}"
 
-# --- pika -------------------------------------------------------------------
-if [[ -n "${AMQP_URL:-}" ]]; then
-    echo "==> interop: pika suite against AMQP_URL=$AMQP_URL"
-else
-    echo "==> interop: pika suite against $WARREN_BIN"
+# --- suites -----------------------------------------------------------------
+# INTEROP_SUITES selects the suites (default: all of them, in this order).
+# Each suite is its own pytest session with its own broker (or AMQP_URL).
+# Extra arguments go to every suite's pytest; a suite in which they select
+# no test (pytest exit 5) does not count as a failure unless none ran.
+SUITES="${INTEROP_SUITES:-pika celery}"
+declare -A BOUND=([pika]=300 [celery]=240)   # seconds, per suite
+status=0
+ran_any=0
+for suite in $SUITES; do
+    if [[ -n "${AMQP_URL:-}" ]]; then
+        echo "==> interop: $suite suite against AMQP_URL=$AMQP_URL"
+    else
+        echo "==> interop: $suite suite against $WARREN_BIN"
+    fi
+    rc=0
+    (cd "$INTEROP_DIR/$suite" && \
+        timeout --kill-after=15 "${BOUND[$suite]:-300}" "$VENV/bin/python" -m pytest "$@") || rc=$?
+    case $rc in
+        0) ran_any=1 ;;
+        5) echo "==> interop: $suite: no test selected" ;;
+        *) ran_any=1; status=$rc; echo "==> interop: $suite suite FAILED (exit $rc)" ;;
+    esac
+done
+if [[ $status -eq 0 && $ran_any -eq 0 ]]; then
+    exit 5
 fi
-cd "$INTEROP_DIR/pika"
-# Each test has its own timeout (pytest.ini); this bounds the whole run.
-exec timeout --kill-after=15 600 "$VENV/bin/python" -m pytest "$@"
+exit $status

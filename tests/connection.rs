@@ -297,6 +297,9 @@ async fn connection_start_announces_0_9_with_server_properties_mechanisms_and_lo
             other => panic!("server property {key} is {other:?}"),
         }
     }
+    // Clients pick RabbitMQ's semantics by product and version.
+    assert!(matches!(lookup(&props, "product"), Some(Field::Str(p)) if p == "RabbitMQ"));
+    assert!(matches!(lookup(&props, "version"), Some(Field::Str(v)) if v.starts_with("3.")));
     let Some(Field::Table(caps)) = lookup(&props, "capabilities") else {
         panic!("no capabilities table in {props:?}");
     };

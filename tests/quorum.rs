@@ -759,6 +759,8 @@ async fn message_returned_more_than_the_delivery_limit_is_dead_lettered() {
     assert_eq!(h.get("x-first-death-reason"), Some(&s("delivery_limit")));
     assert_eq!(h.get("x-first-death-queue"), Some(&s(&q)));
     assert_eq!(h.get("x-first-death-exchange"), Some(&s("")));
+    // The count was on the deliveries only, not on the message.
+    assert_eq!(h.get("x-delivery-count"), None);
     // Nothing more for the consumer.
     let more = tokio::time::timeout(Duration::from_millis(300), consumer.next()).await;
     assert!(more.is_err(), "delivered again: {more:?}");

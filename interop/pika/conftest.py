@@ -104,13 +104,13 @@ def _wait_until_accepting(broker):
     )
 
 
-def _start_warren():
+def _start_warren(extra_args=(), prefix="warren-interop-"):
     binary = Path(os.environ.get("WARREN_BIN", DEFAULT_BINARY))
     if not binary.is_file():
         raise RuntimeError(
             "no broker binary at %s: build it first (interop/run.sh does)" % binary
         )
-    workdir = tempfile.mkdtemp(prefix="warren-interop-")
+    workdir = tempfile.mkdtemp(prefix=prefix)
     data_dir = os.path.join(workdir, "data")
     log_path = os.path.join(workdir, "warren.log")
     port = _free_port()
@@ -126,6 +126,7 @@ def _start_warren():
                 data_dir,
                 "--log-level",
                 os.environ.get("WARREN_LOG_LEVEL", "info"),
+                *extra_args,
             ],
             stdin=subprocess.DEVNULL,
             env=dict(os.environ, NO_COLOR="1"),
@@ -187,6 +188,29 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write(_LOG_TAIL)
 
 
+@pytest.fixture(scope="module")
+def alarmed_broker(broker):
+    """A second warren, started for the tests of one module, whose memory
+    high watermark (1MB) is always exceeded: publishers are blocked from the
+    start.  Only when this session starts warren itself: RabbitMQ cannot be
+    put into alarm from a test, so with AMQP_URL the tests using it are
+    skipped."""
+    if not broker.started_here:
+        pytest.skip("needs a broker started by the suite (AMQP_URL is set)")
+    try:
+        second = _start_warren(
+            ["--memory-high-watermark", "1MB"], prefix="warren-interop-alarm-"
+        )
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield second
+    finally:
+        second.stop()
+        if second.workdir and not os.environ.get("WARREN_KEEP_DATA"):
+            shutil.rmtree(second.workdir, ignore_errors=True)
+
+
 @pytest.fixture
 def amqp_url(broker):
     return broker.url
@@ -243,17 +267,21 @@ class Names:
         self.queues = []
         self.exchanges = []
 
-    def _next(self, kind):
+    def _next(self, kind, label=None):
         self._count += 1
+        if label:
+            # A readable name (``it.<random>.work.retry.1``); labels are
+            # unique within a test.
+            return "%s.%s" % (self._prefix, label)
         return "%s.%s%d" % (self._prefix, kind, self._count)
 
-    def queue(self):
-        name = self._next("q")
+    def queue(self, label=None):
+        name = self._next("q", label)
         self.queues.append(name)
         return name
 
-    def exchange(self):
-        name = self._next("x")
+    def exchange(self, label=None):
+        name = self._next("x", label)
         self.exchanges.append(name)
         return name
 

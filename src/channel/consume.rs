@@ -62,6 +62,13 @@ impl Channel {
         }
         let queue_name = self.expand_queue_name(consume.queue.as_str())?;
         let queue = s.vhost.queue_for(&queue_name, s.connection_id())?;
+        if queue.args.is_quorum() && self.link.deliveries.lock().global_prefetch != 0 {
+            return Err(amqp_err!(
+                NotImplemented,
+                "{} does not support global qos",
+                queue.describe()
+            ));
+        }
         let priority = match lookup(&consume.arguments, "x-priority") {
             None => 0,
             Some(value) => match as_i128(value) {
@@ -163,10 +170,11 @@ impl Channel {
         let queue = s.vhost.queue_for(&name, s.connection_id())?;
         let link = &self.link;
         let frame_max = s.handle.frame_max;
-        let got = queue.get(|message, remaining| {
+        let got = queue.get(|message, remaining, wire| {
             let mut deliveries = link.deliveries.lock();
             let tag = deliveries.next_tag();
             let msg = message.message.clone();
+            let properties = wire.unwrap_or(&msg.properties);
             s.handle.outbox.push(|out| {
                 out.put_method(link.id, 60, 71, |b| {
                     put_get_ok_args(
@@ -178,7 +186,7 @@ impl Channel {
                         remaining,
                     )
                 });
-                out.put_content(link.id, msg.properties.raw(), &msg.body, frame_max);
+                out.put_content(link.id, properties.raw(), &msg.body, frame_max);
             });
             if no_ack {
                 Some(message)

@@ -15,8 +15,8 @@ use parking_lot::Mutex;
 use crate::amqp_err;
 use crate::connection::handle::ConnectionHandle;
 use crate::message::QueuedMessage;
-use crate::protocol::AmqpResult;
 use crate::protocol::method::put_deliver_args;
+use crate::protocol::{AmqpResult, Properties};
 use crate::queue::{Consumer, Queue};
 use crate::util::now_millis;
 
@@ -46,9 +46,11 @@ impl ChannelLink {
         consumer: &Arc<Consumer>,
         queue: &Arc<Queue>,
         message: QueuedMessage,
+        wire: Option<&Properties>,
     ) -> Option<QueuedMessage> {
         let tag = deliveries.next_tag();
         let msg = &message.message;
+        let properties = wire.unwrap_or(&msg.properties);
         let frame_max = self.conn.frame_max;
         self.conn.outbox.push(|out| {
             out.put_method(self.id, 60, 60, |b| {
@@ -61,7 +63,7 @@ impl ChannelLink {
                     &msg.routing_key,
                 )
             });
-            out.put_content(self.id, msg.properties.raw(), &msg.body, frame_max);
+            out.put_content(self.id, properties.raw(), &msg.body, frame_max);
         });
         if consumer.no_ack {
             return Some(message);

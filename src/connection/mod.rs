@@ -41,6 +41,9 @@ use crate::protocol::{AmqpError, AmqpResult, Frame, FrameCodec, FrameError, Repl
 use handle::{ClientCapabilities, ConnEvent, ConnectionHandle};
 use outbox::{Outbox, run_writer};
 
+/// The RabbitMQ version whose behaviour Warren follows, as announced to clients.
+const COMPATIBLE_VERSION: &str = "3.10.8";
+
 /// How long we wait for `connection.close-ok` after sending `connection.close`.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
 /// Read buffer growth step: large enough that one read takes many frames.
@@ -399,11 +402,21 @@ impl Connection {
             }
             match self.codec.decode(buf) {
                 Ok(Some(frame)) => {
-                    if frame.kind == FRAME_METHOD && frame.payload.starts_with(&[0, 60, 0, 40]) {
+                    let publish =
+                        frame.kind == FRAME_METHOD && frame.payload.starts_with(&[0, 60, 0, 40]);
+                    if publish {
                         self.published = true;
                     }
                     if let Err(error) = self.handle_frame(frame) {
                         self.fail(error.0, error.1);
+                    }
+                    // Under a resource alarm a publisher is stopped at its
+                    // publish, as RabbitMQ does: the content stays unread.
+                    if publish
+                        && self.state == State::Running
+                        && self.broker.alarms.state().active()
+                    {
+                        return;
                     }
                     // Replies wait for the disk: stop until they are sent.
                     if self
@@ -606,17 +619,21 @@ impl Connection {
         );
         props.insert(
             ShortString::from("information"),
-            text("Licensed under the Apache License 2.0. An AMQP 0-9-1 broker compatible with RabbitMQ clients."),
+            text(&format!(
+                "Warren {}, an AMQP 0-9-1 broker compatible with RabbitMQ {COMPATIBLE_VERSION}. \
+                 Licensed under the Apache License 2.0.",
+                env!("CARGO_PKG_VERSION")
+            )),
         );
         props.insert(
             ShortString::from("platform"),
-            text(&format!("Rust/{}", std::env::consts::OS)),
+            text(&format!("Warren {} (Rust)", env!("CARGO_PKG_VERSION"))),
         );
-        props.insert(ShortString::from("product"), text("Warren"));
-        props.insert(
-            ShortString::from("version"),
-            text(env!("CARGO_PKG_VERSION")),
-        );
+        // Clients pick RabbitMQ's semantics by these two fields (kombu, for
+        // one, only uses RabbitMQ's per-consumer basic.qos when the product
+        // is "RabbitMQ"), and Warren implements those semantics.
+        props.insert(ShortString::from("product"), text("RabbitMQ"));
+        props.insert(ShortString::from("version"), text(COMPATIBLE_VERSION));
         self.send0(AMQPClass::Connection(conn_methods::AMQPMethod::Start(
             conn_methods::Start {
                 version_major: 0,

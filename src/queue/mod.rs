@@ -465,7 +465,7 @@ impl Queue {
                 if !deliveries.has_credit(consumer, &link.conn) {
                     continue;
                 }
-                let Some(mut message) = ready.pop_front(storage, names) else {
+                let Some(message) = ready.pop_front(storage, names) else {
                     break;
                 };
                 if message.expires_at.is_some_and(|at| at <= now_millis())
@@ -477,10 +477,9 @@ impl Queue {
                 if let (Some(storage), true) = (storage, message.on_disk) {
                     storage.note_delivered(message.seq);
                 }
-                if self.args.is_quorum() && message.delivery_count > 0 {
-                    message.message = with_delivery_count(&message.message, message.delivery_count);
-                }
-                match link.deliver(&mut deliveries, consumer, self, message) {
+                let wire = (self.args.is_quorum() && message.delivery_count > 0)
+                    .then(|| with_delivery_count(&message.message, message.delivery_count));
+                match link.deliver(&mut deliveries, consumer, self, message, wire.as_ref()) {
                     Some(auto_acked) => settled.push(auto_acked),
                     None => *unacked += 1,
                 }
@@ -552,7 +551,12 @@ impl Queue {
     /// ready messages left behind it, under the queue lock (so delivery tags
     /// stay in order on the channel). `deliver` gives the message back when
     /// it was taken without ack. Returns false when the queue was empty.
-    pub fn get(&self, deliver: impl FnOnce(QueuedMessage, u32) -> Option<QueuedMessage>) -> bool {
+    /// A quorum queue's message goes out with its `x-delivery-count`, passed
+    /// as the properties to send in its place.
+    pub fn get(
+        &self,
+        deliver: impl FnOnce(QueuedMessage, u32, Option<&Properties>) -> Option<QueuedMessage>,
+    ) -> bool {
         let mut dead = Vec::new();
         let got = {
             let mut st = self.state.lock();
@@ -561,18 +565,18 @@ impl Queue {
             let QueueState { ready, names, .. } = &mut *st;
             match ready.pop_front(self.storage.as_deref(), names) {
                 None => false,
-                Some(mut message) => {
+                Some(message) => {
                     if let (Some(storage), true) = (&self.storage, message.on_disk) {
                         storage.note_delivered(message.seq);
                     }
                     // basic.get from a quorum queue always says how often
                     // the message was returned, 0 included.
-                    if self.args.is_quorum() {
-                        message.message =
-                            with_delivery_count(&message.message, message.delivery_count);
-                    }
+                    let wire = self
+                        .args
+                        .is_quorum()
+                        .then(|| with_delivery_count(&message.message, message.delivery_count));
                     let remaining = st.ready.len() as u32;
-                    match deliver(message, remaining) {
+                    match deliver(message, remaining, wire.as_ref()) {
                         Some(settled) => {
                             if let Some(storage) = &self.storage {
                                 storage.remove(&[settled]);
@@ -809,9 +813,10 @@ impl Timed for Queue {
     }
 }
 
-/// The message with its `x-delivery-count` header set (quorum queues tell
-/// consumers how often a message was returned).
-fn with_delivery_count(message: &Arc<Message>, count: u32) -> Arc<Message> {
+/// The message's properties with its `x-delivery-count` header set (quorum
+/// queues tell consumers how often a message was returned). Only the copy on
+/// the wire carries it: the queue keeps, and dead-letters, the original.
+fn with_delivery_count(message: &Message, count: u32) -> Properties {
     let mut fields = message.properties.fields();
     let mut headers = fields.headers.take().unwrap_or_default();
     headers.insert(
@@ -819,12 +824,5 @@ fn with_delivery_count(message: &Arc<Message>, count: u32) -> Arc<Message> {
         AMQPValue::LongLongInt(count as i64),
     );
     fields.headers = Some(headers);
-    let mut copy = Message::new(
-        message.exchange.clone(),
-        message.routing_key.clone(),
-        Properties::from_fields(&fields),
-        message.body.clone(),
-    );
-    copy.shared = message.shared.clone();
-    Arc::new(copy)
+    Properties::from_fields(&fields)
 }
