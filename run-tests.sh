@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 echo "==> cargo test"
+# The README test runs examples/quickstart as a program: build the examples
+# as executables first (--all-targets builds them in test mode only).
+cargo build --examples
 cargo test --all-targets
+cargo test --doc
 
 echo "==> interop suites"
 ./interop/run.sh

@@ -9,6 +9,14 @@
 //! Scenarios (one file each, sharing `runner` and `workload`):
 //! - `throughput`: producers → exchange → queues → consumers, flat out.
 //! - `latency`: fixed --rate (default 1000/s), 256-byte stamped bodies, percentiles.
+//! - `backlog`: --count persistent messages into a durable queue with confirms,
+//!   no consumer; then drain. Rates, broker CPU, RSS every 100 ms.
+//! - `connections`: --connections × --channels, a queue and a consumer each;
+//!   broker RSS held and per connection.
+//! - `startup`: start --exec (and --compare-exec), time to the first
+//!   handshake, idle RSS after --idle s.
+//! - `fill`, `wait-ready`: the halves of the recovery measurement
+//!   (`benches/run-recovery.sh` stops and starts the brokers).
 //! - `null-broker`: a do-nothing server for measuring the client itself.
 //!
 //! Output: one JSON line per run on stdout; progress on stderr. With
@@ -23,14 +31,30 @@
 //! latency recording), measure with `runner::measure`, and add it to
 //! `dispatch` below.
 
+mod backlog;
+mod broker_proc;
 mod client;
+mod connections;
 mod json;
 mod latency;
 mod null_broker;
 mod procstat;
+mod recovery;
 mod runner;
+mod startup;
 mod throughput;
 mod workload;
+
+/// Scenarios `dispatch` knows.
+const SCENARIOS: &[&str] = &[
+    "throughput",
+    "latency",
+    "backlog",
+    "connections",
+    "startup",
+    "fill",
+    "wait-ready",
+];
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,11 +69,13 @@ use crate::runner::{Report, RunCtx, Target};
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "perf",
-    about = "Broker-agnostic AMQP 0-9-1 benchmark (throughput, latency, null-broker)"
+    about = "Broker-agnostic AMQP 0-9-1 benchmark (throughput, latency, backlog, connections, startup, fill, wait-ready, null-broker)"
 )]
 pub struct Cli {
-    /// Scenario: throughput, latency, null-broker.
-    pub scenario: String,
+    /// Scenario: throughput, latency, backlog, connections, startup, fill,
+    /// wait-ready, null-broker. Without one (as `cargo bench` and
+    /// `cargo test --all-targets` run it) it prints a hint and exits 0.
+    pub scenario: Option<String>,
 
     /// Broker A.
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
@@ -60,6 +86,12 @@ pub struct Cli {
     /// Name of broker A in reports.
     #[arg(long, default_value = "A")]
     pub label: String,
+    /// Command that starts broker A (startup, wait-ready).
+    #[arg(long)]
+    pub exec: Option<String>,
+    /// Data directory of broker A (disk use in backlog, fill, wait-ready).
+    #[arg(long)]
+    pub data_dir: Option<String>,
 
     /// Broker B: run the same scenario alternately against both.
     #[arg(long)]
@@ -70,6 +102,12 @@ pub struct Cli {
     /// Name of broker B in reports.
     #[arg(long, default_value = "B")]
     pub compare_label: String,
+    /// Command that starts broker B (startup).
+    #[arg(long)]
+    pub compare_exec: Option<String>,
+    /// Data directory of broker B.
+    #[arg(long)]
+    pub compare_data_dir: Option<String>,
     /// Runs per broker (default 3 with --compare, else 1).
     #[arg(long)]
     pub rounds: Option<u32>,
@@ -108,9 +146,10 @@ pub struct Cli {
     /// basic.qos prefetch count per consumer (manual ack only; 0 = unlimited).
     #[arg(long, default_value_t = 1000)]
     pub prefetch: u16,
-    /// Ack every N deliveries with multiple=true (1 = ack each message).
-    #[arg(long, default_value_t = 1)]
-    pub multi_ack: u32,
+    /// Ack every N deliveries with multiple=true (1 = ack each message;
+    /// default 1, backlog 100).
+    #[arg(long)]
+    pub multi_ack: Option<u32>,
     /// Consume with no-ack.
     #[arg(long)]
     pub auto_ack: bool,
@@ -121,9 +160,52 @@ pub struct Cli {
     #[arg(long)]
     pub rate: Option<f64>,
 
+    /// backlog, fill: messages to publish (default 1,000,000).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// fill, wait-ready: the durable queue (default perf-recovery for fill).
+    #[arg(long)]
+    pub queue: Option<String>,
+    /// wait-ready: wait until --queue holds this many messages.
+    #[arg(long)]
+    pub expect: Option<u64>,
+    /// Seconds a phase (publish, drain, start-up, recovery) may take.
+    #[arg(long, default_value_t = 1800.0)]
+    pub timeout: f64,
+    /// Seconds to wait before the "after" RSS readings (backlog,
+    /// connections); wait-ready: seconds a wrong count must hold before
+    /// giving up.
+    #[arg(long, default_value_t = 5.0)]
+    pub settle: f64,
+    /// connections: how many connections.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// connections: channels per connection.
+    #[arg(long, default_value_t = 2)]
+    pub channels: u16,
+    /// connections: handshakes (and closes) in flight at once.
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: usize,
+    /// connections: seconds to hold them open.
+    #[arg(long, default_value_t = 10.0)]
+    pub hold: f64,
+    /// startup: seconds idle after the first handshake before reading RSS.
+    #[arg(long, default_value_t = 5.0)]
+    pub idle: f64,
+    /// wait-ready --exec: write the started broker's PID here.
+    #[arg(long)]
+    pub pid_file: Option<String>,
+    /// startup, wait-ready --exec: the started broker's output.
+    #[arg(long)]
+    pub broker_log: Option<String>,
+
     /// null-broker: address to listen on.
     #[arg(long, default_value = "127.0.0.1:5698")]
     pub listen: String,
+    /// null-broker: hand each publish to the consumer of the queue its
+    /// routing key names, instead of flooding consumers (latency floor).
+    #[arg(long)]
+    pub echo: bool,
     /// null-broker: seconds before it exits.
     #[arg(long, default_value_t = 300)]
     pub lifetime: u64,
@@ -137,6 +219,11 @@ async fn dispatch(scenario: &str, ctx: RunCtx) -> Result<Report, String> {
     match scenario {
         "throughput" => throughput::run(ctx).await,
         "latency" => latency::run(ctx).await,
+        "backlog" => backlog::run(ctx).await,
+        "connections" => connections::run(ctx).await,
+        "startup" => startup::run(ctx).await,
+        "fill" => recovery::fill(ctx).await,
+        "wait-ready" => recovery::wait_ready(ctx).await,
         other => Err(format!("unknown scenario {other:?}")),
     }
 }
@@ -161,9 +248,22 @@ fn main() {
 }
 
 async fn async_main(cli: Cli) -> i32 {
-    if cli.scenario == "null-broker" {
+    let Some(scenario) = cli.scenario.clone() else {
+        eprintln!(
+            "perf: no scenario given; see `cargo bench --bench perf -- --help` \
+             and benches/run-standard.sh"
+        );
+        return 0;
+    };
+    if scenario == "null-broker" {
         let size = cli.size.unwrap_or(16);
-        return match null_broker::serve(&cli.listen, size, Duration::from_secs(cli.lifetime)).await
+        return match null_broker::serve(
+            &cli.listen,
+            size,
+            Duration::from_secs(cli.lifetime),
+            cli.echo,
+        )
+        .await
         {
             Ok(()) => 0,
             Err(e) => {
@@ -172,10 +272,11 @@ async fn async_main(cli: Cli) -> i32 {
             }
         };
     }
-    if !matches!(cli.scenario.as_str(), "throughput" | "latency") {
+    if !SCENARIOS.contains(&scenario.as_str()) {
         eprintln!(
-            "perf: unknown scenario {:?} (throughput, latency, null-broker)",
-            cli.scenario
+            "perf: unknown scenario {:?} ({}, null-broker)",
+            scenario,
+            SCENARIOS.join(", ")
         );
         return 2;
     }
@@ -189,19 +290,22 @@ async fn async_main(cli: Cli) -> i32 {
         label: cli.label.clone(),
         uri: parse(&cli.uri),
         pid: cli.broker_pid,
+        exec: cli.exec.clone(),
+        data_dir: cli.data_dir.clone(),
     }];
     if let Some(b) = &cli.compare {
         targets.push(Target {
             label: cli.compare_label.clone(),
             uri: parse(b),
             pid: cli.compare_pid,
+            exec: cli.compare_exec.clone(),
+            data_dir: cli.compare_data_dir.clone(),
         });
     }
     let rounds = cli
         .rounds
         .unwrap_or(if targets.len() > 1 { 3 } else { 1 })
         .max(1);
-    let scenario = cli.scenario.clone();
     let cli = Arc::new(cli);
     let ok = runner::run_rounds(cli, &scenario, targets, rounds, |ctx| {
         let scenario = scenario.clone();

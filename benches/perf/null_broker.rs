@@ -7,20 +7,51 @@
 //! (so its CPU is not counted as the client's) and point `throughput` at it:
 //! what the client then reports is the most it can publish and consume.
 //! It exits after --lifetime seconds.
+//!
+//! With --echo it floods nobody: each message published with routing key K
+//! is handed at once, as a basic.deliver, to the consumer of queue K (on
+//! whichever connection consumes it). Pointed at by `latency`, it gives the
+//! latency floor of this client plus two loopback hops and one task hand-off:
+//! what any broker's figure contains before the broker does any work.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes};
+use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use warren::protocol::FrameBuf;
-use warren::protocol::frame::FRAME_METHOD;
+use warren::protocol::frame::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
 use warren::protocol::method::{
     CLASS_BASIC, CLASS_CHANNEL, CLASS_CONFIRM, CLASS_CONNECTION, CLASS_EXCHANGE, CLASS_QUEUE,
 };
 
 use crate::client::{Args, ClientError, Reader, Result, Writer, put_longstr, put_shortstr};
+
+/// --echo: the consumer of each queue, by queue name.
+#[derive(Clone)]
+struct EchoTarget {
+    tx: mpsc::UnboundedSender<Out>,
+    channel: u16,
+    ctag: String,
+    next_tag: Arc<AtomicU64>,
+}
+type Registry = Arc<Mutex<HashMap<String, EchoTarget>>>;
+
+/// A publish whose content is still arriving (--echo).
+#[derive(Default)]
+struct InFlight {
+    routing_key: String,
+    exchange: String,
+    props: Vec<u8>,
+    body_len: u64,
+    body: Vec<u8>,
+    have_header: bool,
+}
 
 enum Out {
     Bytes(Vec<u8>),
@@ -28,22 +59,34 @@ enum Out {
     Close,
 }
 
-pub async fn serve(listen: &str, size: usize, lifetime: Duration) -> std::io::Result<()> {
+pub async fn serve(
+    listen: &str,
+    size: usize,
+    lifetime: Duration,
+    echo: bool,
+) -> std::io::Result<()> {
     let listener = TcpListener::bind(listen).await?;
     eprintln!(
-        "[null-broker] listening on {} (pid {}), {size}-byte deliveries, exiting in {} s",
+        "[null-broker] listening on {} (pid {}), {}, exiting in {} s",
         listener.local_addr()?,
         std::process::id(),
+        if echo {
+            "echoing publishes to the consumer of the queue named by the routing key".to_string()
+        } else {
+            format!("{size}-byte deliveries")
+        },
         lifetime.as_secs()
     );
+    let registry: Option<Registry> = echo.then(Registry::default);
     let deadline = tokio::time::sleep(lifetime);
     tokio::pin!(deadline);
     loop {
         tokio::select! {
             r = listener.accept() => {
                 let (stream, _) = r?;
+                let registry = registry.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = connection(stream, size).await
+                    if let Err(e) = connection(stream, size, registry).await
                         && !matches!(e, ClientError::Eof)
                     {
                         eprintln!("[null-broker] connection: {e}");
@@ -63,7 +106,25 @@ fn method(channel: u16, class: u16, id: u16, args: impl FnOnce(&mut bytes::Bytes
     fb.take().concat()
 }
 
-async fn connection(stream: TcpStream, size: usize) -> Result<()> {
+/// --echo: hand a complete message to the consumer of its routing key's queue.
+fn echo(registry: &Registry, m: InFlight) {
+    let Some(t) = registry.lock().get(&m.routing_key).cloned() else {
+        return;
+    };
+    let tag = t.next_tag.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut fb = FrameBuf::new();
+    fb.put_method(t.channel, CLASS_BASIC, 60, |b| {
+        put_shortstr(b, &t.ctag);
+        b.put_u64(tag);
+        b.put_u8(0);
+        put_shortstr(b, &m.exchange);
+        put_shortstr(b, &m.routing_key);
+    });
+    fb.put_content(t.channel, &m.props, &Bytes::from(m.body), 131_072);
+    let _ = t.tx.send(Out::Bytes(fb.take().concat()));
+}
+
+async fn connection(stream: TcpStream, size: usize, registry: Option<Registry>) -> Result<()> {
     stream.set_nodelay(true)?;
     let (mut rd, wr) = stream.into_split();
     let mut header = [0u8; 8];
@@ -84,9 +145,35 @@ async fn connection(stream: TcpStream, size: usize) -> Result<()> {
     // (confirm on, last tag) per channel
     let mut confirms: Vec<(bool, u64, bool)> = vec![(false, 0, false); 2048];
     let mut consumers = 0u32;
+    let mut inflight: HashMap<u16, InFlight> = HashMap::new();
+    let mut my_queues: Vec<String> = Vec::new();
     let result: Result<()> = async {
         loop {
             while let Some(frame) = reader.next_frame()? {
+                if let Some(reg) = &registry
+                    && (frame.kind == FRAME_HEADER || frame.kind == FRAME_BODY)
+                {
+                    let ch = frame.channel;
+                    let done = match inflight.get_mut(&ch) {
+                        Some(m) if frame.kind == FRAME_HEADER && frame.payload.len() >= 12 => {
+                            let mut n = [0u8; 8];
+                            n.copy_from_slice(&frame.payload[4..12]);
+                            m.body_len = u64::from_be_bytes(n);
+                            m.props = frame.payload[12..].to_vec();
+                            m.have_header = true;
+                            m.body_len == 0
+                        }
+                        Some(m) if m.have_header => {
+                            m.body.extend_from_slice(frame.payload);
+                            m.body.len() as u64 >= m.body_len
+                        }
+                        _ => false,
+                    };
+                    if done && let Some(m) = inflight.remove(&ch) {
+                        echo(reg, m);
+                    }
+                    continue;
+                }
                 if frame.kind != FRAME_METHOD {
                     continue;
                 }
@@ -129,7 +216,7 @@ async fn connection(stream: TcpStream, size: usize) -> Result<()> {
                     (CLASS_BASIC, 10) => send(method(ch, CLASS_BASIC, 11, |_| {})),
                     (CLASS_BASIC, 20) => {
                         a.u16()?;
-                        a.shortstr()?;
+                        let queue = String::from_utf8_lossy(a.shortstr()?).into_owned();
                         let tag = String::from_utf8_lossy(a.shortstr()?).into_owned();
                         consumers += 1;
                         let tag = if tag.is_empty() {
@@ -138,9 +225,38 @@ async fn connection(stream: TcpStream, size: usize) -> Result<()> {
                             tag
                         };
                         send(method(ch, CLASS_BASIC, 21, |b| put_shortstr(b, &tag)));
-                        let _ = tx.send(Out::Flood(ch, tag));
+                        match &registry {
+                            Some(reg) => {
+                                reg.lock().insert(
+                                    queue.clone(),
+                                    EchoTarget {
+                                        tx: tx.clone(),
+                                        channel: ch,
+                                        ctag: tag,
+                                        next_tag: Arc::default(),
+                                    },
+                                );
+                                my_queues.push(queue);
+                            }
+                            None => {
+                                let _ = tx.send(Out::Flood(ch, tag));
+                            }
+                        }
                     }
                     (CLASS_BASIC, 40) => {
+                        if registry.is_some() {
+                            a.u16()?;
+                            let exchange = String::from_utf8_lossy(a.shortstr()?).into_owned();
+                            let routing_key = String::from_utf8_lossy(a.shortstr()?).into_owned();
+                            inflight.insert(
+                                ch,
+                                InFlight {
+                                    routing_key,
+                                    exchange,
+                                    ..InFlight::default()
+                                },
+                            );
+                        }
                         let c = &mut confirms[ch as usize % 2048];
                         if c.0 {
                             c.1 += 1;
@@ -168,6 +284,12 @@ async fn connection(stream: TcpStream, size: usize) -> Result<()> {
         }
     }
     .await;
+    if let Some(reg) = &registry {
+        let mut map = reg.lock();
+        for q in &my_queues {
+            map.remove(q);
+        }
+    }
     let _ = tx.send(Out::Close);
     let _ = tokio::time::timeout(Duration::from_secs(2), writer_task).await;
     result

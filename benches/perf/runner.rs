@@ -18,6 +18,10 @@ pub struct Target {
     pub label: String,
     pub uri: AmqpUri,
     pub pid: Option<u32>,
+    /// Command that starts this broker (`startup`, `wait-ready`).
+    pub exec: Option<String>,
+    /// Its data directory, for the disk space a scenario leaves.
+    pub data_dir: Option<String>,
 }
 
 /// Everything a scenario run needs.
@@ -264,6 +268,178 @@ pub fn window_json(j: &mut Json, w: &Window, work: u64, counters: &Counters) {
 }
 
 // ---------------------------------------------------------------------------
+// Phases: run until a condition holds (a count reached), sampling RSS every
+// 100 ms
+
+/// Counters, CPU and memory over one phase of a scenario.
+#[derive(Debug, Default, Clone)]
+pub struct Phase {
+    pub secs: f64,
+    pub published: u64,
+    pub confirmed: u64,
+    pub consumed: u64,
+    pub broker_cpu_s: Option<f64>,
+    pub client_cpu_s: Option<f64>,
+    pub rss_start_kb: Option<u64>,
+    /// Highest VmRSS of the 100 ms samples.
+    pub rss_max_kb: Option<u64>,
+    pub rss_end_kb: Option<u64>,
+    pub hwm_end_kb: Option<u64>,
+    pub rss_samples: u64,
+    pub per_sec_published: Vec<f64>,
+    pub per_sec_consumed: Vec<f64>,
+    /// The condition held (not timed out or cut short).
+    pub completed: bool,
+    pub cut_short: Option<String>,
+}
+
+/// Run until `done(counters)` holds (checked every 10 ms) or `timeout`,
+/// sampling the broker's VmRSS every 100 ms and logging every second.
+pub async fn phase(
+    ctx: &RunCtx,
+    name: &str,
+    counters: &Counters,
+    connections: u64,
+    timeout: Duration,
+    done: impl Fn(&Counters) -> bool,
+) -> Phase {
+    let pid = ctx.target.pid;
+    let label = &ctx.target.label;
+    let mut p = Phase::default();
+    let start = snap(counters);
+    let cpu0 = pid.and_then(|x| procstat::cpu_seconds(Some(x)));
+    let self0 = procstat::cpu_seconds(None);
+    let mem0 = pid.and_then(procstat::memory_kb);
+    p.rss_start_kb = mem0.map(|m| m.0);
+    let mut rss_max = p.rss_start_kb;
+    let mut prev = start;
+    let mut tick: u64 = 0;
+    let end_by = start.at + timeout;
+    loop {
+        if done(counters) {
+            p.completed = true;
+            break;
+        }
+        let now = Instant::now();
+        if now >= end_by {
+            p.cut_short = Some(format!(
+                "{name}: timed out after {:.0} s",
+                timeout.as_secs_f64()
+            ));
+            break;
+        }
+        tick += 1;
+        let next = start.at + Duration::from_millis(10 * tick);
+        if next > now {
+            tokio::time::sleep_until(next.into()).await;
+        }
+        if tick.is_multiple_of(10)
+            && let Some((rss, _)) = pid.and_then(procstat::memory_kb)
+        {
+            p.rss_samples += 1;
+            rss_max = Some(rss_max.map_or(rss, |m| m.max(rss)));
+        }
+        if tick.is_multiple_of(100) {
+            let s = snap(counters);
+            let dt = s.at.duration_since(prev.at).as_secs_f64().max(1e-9);
+            let pubr = (s.published - prev.published) as f64 / dt;
+            let conr = (s.consumed - prev.consumed) as f64 / dt;
+            p.per_sec_published.push(pubr);
+            p.per_sec_consumed.push(conr);
+            eprintln!(
+                "[perf] {label} {name} t={:>6.1}s pub {:>9.0}/s cons {:>9.0}/s conf {:>9.0}/s total pub {} conf {} cons {} broker rss {} (max {})",
+                s.at.duration_since(start.at).as_secs_f64(),
+                pubr,
+                conr,
+                (s.confirmed - prev.confirmed) as f64 / dt,
+                s.published - start.published,
+                s.confirmed - start.confirmed,
+                s.consumed - start.consumed,
+                mb(pid.and_then(procstat::memory_kb).map(|m| m.0)),
+                mb(rss_max),
+            );
+            prev = s;
+            let errors = counters.errors.load(Ordering::Relaxed);
+            if connections > 0 && errors >= connections {
+                p.cut_short = Some(format!("{name}: all {connections} connections failed"));
+                break;
+            }
+            if let Some(x) = pid
+                && !procstat::alive(x)
+            {
+                p.cut_short = Some(format!("{name}: broker pid {x} is gone"));
+                break;
+            }
+        }
+    }
+    let end = snap(counters);
+    p.secs = end.at.duration_since(start.at).as_secs_f64();
+    p.published = end.published - start.published;
+    p.confirmed = end.confirmed - start.confirmed;
+    p.consumed = end.consumed - start.consumed;
+    p.broker_cpu_s = cpu0
+        .zip(pid.and_then(|x| procstat::cpu_seconds(Some(x))))
+        .map(|(a, b)| b - a);
+    p.client_cpu_s = self0.zip(procstat::cpu_seconds(None)).map(|(a, b)| b - a);
+    if let Some((rss, hwm)) = pid.and_then(procstat::memory_kb) {
+        p.rss_end_kb = Some(rss);
+        p.hwm_end_kb = Some(hwm);
+        rss_max = Some(rss_max.map_or(rss, |m| m.max(rss)));
+    }
+    p.rss_max_kb = rss_max;
+    p
+}
+
+/// A phase's figures as `<prefix>_…` report fields; `work` is the count its
+/// rate and broker CPU are taken over.
+pub fn phase_json(j: &mut Json, prefix: &str, p: &Phase, work: u64) {
+    let (min1, _) = min_max(if p.per_sec_consumed.iter().any(|r| *r > 0.0) {
+        &p.per_sec_consumed
+    } else {
+        &p.per_sec_published
+    });
+    let k = |s: &str| format!("{prefix}_{s}");
+    j.set(&k("secs"), p.secs)
+        .set(&k("completed"), p.completed)
+        .set(&k("msgs"), work)
+        .set(&k("per_sec"), rate(work, p.secs))
+        .set(&k("per_sec_min_1s"), min1)
+        .set(&k("published"), p.published)
+        .set(&k("confirmed"), p.confirmed)
+        .set(&k("consumed"), p.consumed)
+        .set(&k("broker_cpu_s"), p.broker_cpu_s)
+        .set(
+            &k("broker_cpu_cores"),
+            p.broker_cpu_s.map(|c| c / p.secs.max(1e-9)),
+        )
+        .set(
+            &k("msgs_per_broker_cpu_s"),
+            p.broker_cpu_s.filter(|c| *c > 0.0).map(|c| work as f64 / c),
+        )
+        .set(&k("client_cpu_s"), p.client_cpu_s)
+        .set(
+            &k("client_cpu_cores"),
+            p.client_cpu_s.map(|c| c / p.secs.max(1e-9)),
+        )
+        .set(&k("rss_start_kb"), p.rss_start_kb)
+        .set(&k("rss_max_kb"), p.rss_max_kb)
+        .set(&k("rss_end_kb"), p.rss_end_kb)
+        .set(&k("hwm_end_kb"), p.hwm_end_kb)
+        .set(&k("rss_samples"), p.rss_samples)
+        .set(&k("cut_short"), p.cut_short.clone());
+}
+
+/// The counters' error fields.
+pub fn errors_json(j: &mut Json, counters: &Counters) {
+    j.set("nacked", counters.nacked.load(Ordering::Relaxed))
+        .set("returned", counters.returned.load(Ordering::Relaxed))
+        .set("redelivered", counters.redelivered.load(Ordering::Relaxed))
+        .set("blocked", counters.blocked.load(Ordering::Relaxed))
+        .set("errors", counters.errors.load(Ordering::Relaxed))
+        .set("first_error", counters.first_error.lock().clone());
+}
+
+// ---------------------------------------------------------------------------
 // Rounds and compare mode
 
 fn median(v: &mut [f64]) -> Option<f64> {
@@ -325,6 +501,13 @@ where
             let base = ctx.base_json(scenario);
             match run(ctx).await {
                 Ok(report) => {
+                    if report
+                        .json
+                        .get("error")
+                        .is_some_and(|e| !matches!(e, crate::json::Val::Null))
+                    {
+                        ok = false;
+                    }
                     println!("{}", report.json.render());
                     headline = report.headline;
                     results[ti].push(report.json);

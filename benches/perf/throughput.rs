@@ -38,7 +38,7 @@ pub struct Shape {
 impl Shape {
     pub fn from_cli(ctx: &RunCtx, default_size: usize) -> Result<Shape, String> {
         let c = &ctx.cli;
-        let mut multi_ack = c.multi_ack.max(1);
+        let mut multi_ack = c.multi_ack.unwrap_or(1).max(1);
         if !c.auto_ack && c.prefetch > 0 && multi_ack > c.prefetch as u32 {
             eprintln!(
                 "[perf] --multi-ack {multi_ack} > --prefetch {}: using {}",

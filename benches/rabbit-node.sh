@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# A private RabbitMQ node for the benchmarks that need a fresh broker or have
+# to stop and start one (backlog, connections, startup, recovery), so the
+# shared node (rmqref@localhost, port 5673) keeps running. Same version and
+# configuration as the shared node, other ports and its own directories.
+#
+# Usage: benches/rabbit-node.sh run | start | stop | reset | beam-pid SCRIPT_PID
+#   run       exec rabbitmq-server in the foreground (what `perf --exec` starts)
+#   start     run it in the background (own process group), print the PID of
+#             the start script (the broker is its beam.smp child)
+#   stop      rabbitmqctl -n NODE stop (bounded: 120 s)
+#   reset     delete its mnesia and log directories (stop it first)
+#   beam-pid  the beam.smp PID under a start script's PID
+# Environment: RMQB_NODE (rmqbench@localhost), RMQB_PORT (5674),
+#   RMQB_DIST_PORT (25674), RMQB_BASE (/tmp/rmqbench)
+set -euo pipefail
+NODE=${RMQB_NODE:-rmqbench@localhost}
+PORT=${RMQB_PORT:-5674}
+DIST=${RMQB_DIST_PORT:-25674}
+BASE=${RMQB_BASE:-/tmp/rmqbench}
+
+setup() {
+    mkdir -p "$BASE/mnesia" "$BASE/log"
+    printf 'listeners.tcp.default = 127.0.0.1:%s\nloopback_users.guest = true\n' "$PORT" \
+        >"$BASE/rabbitmq.conf"
+}
+
+case "${1:-}" in
+run)
+    setup
+    exec env RABBITMQ_NODE_PORT="$PORT" RABBITMQ_NODENAME="$NODE" \
+        RABBITMQ_MNESIA_BASE="$BASE/mnesia" RABBITMQ_LOG_BASE="$BASE/log" \
+        RABBITMQ_CONFIG_FILE="$BASE/rabbitmq" RABBITMQ_DIST_PORT="$DIST" \
+        /usr/lib/rabbitmq/bin/rabbitmq-server
+    ;;
+start)
+    setup
+    setsid "$0" run >"$BASE/out.log" 2>&1 </dev/null &
+    echo $!
+    ;;
+stop)
+    # The lib script, not /usr/sbin/rabbitmqctl: that one switches to the
+    # rabbitmq user, whose Erlang cookie differs from the one the node (run
+    # as this user) has.
+    timeout 120 /usr/lib/rabbitmq/bin/rabbitmqctl -n "$NODE" stop >/dev/null 2>&1 || true
+    ;;
+reset)
+    rm -rf "$BASE/mnesia" "$BASE/log"
+    ;;
+beam-pid)
+    pgrep -P "${2:?script pid}" beam.smp
+    ;;
+*)
+    sed -n '2,15p' "$0" >&2
+    exit 2
+    ;;
+esac
