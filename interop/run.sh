@@ -41,7 +41,7 @@ if [[ -z "${AMQP_URL:-}" && -z "${WARREN_BIN:-}" ]]; then
     echo "==> interop: cargo build (debug)"
     (cd "$REPO_ROOT" && cargo build --bin warren)
 fi
-export WARREN_BIN="${WARREN_BIN:-$REPO_ROOT/target/debug/warren}"
+export WARREN_BIN="${WARREN_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/warren}"
 
 # --- suites -----------------------------------------------------------------
 # INTEROP_SUITES selects the suites (default: all of them, in this order).
