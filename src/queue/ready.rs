@@ -75,11 +75,33 @@ impl Level {
             match tail {
                 Tail::Resident(message) => self.loaded.push_back(message),
                 Tail::OnDisk(paged) => {
-                    let size = paged.body_size as usize;
-                    match storage.and_then(|s| s.page_in(paged, names)) {
-                        Some(message) => self.loaded.push_back(message),
-                        // Lost on disk (logged by storage): it no longer counts.
-                        None => lost_bytes += size,
+                    // The run of on-disk messages in the same tree that
+                    // follows, read with one scan.
+                    let room = PAGE_IN_BATCH - self.loaded.len();
+                    let mut run = vec![paged];
+                    while run.len() < room {
+                        match self.paged.pop_front() {
+                            Some(Tail::OnDisk(next)) if next.location == run[0].location => {
+                                run.push(next)
+                            }
+                            Some(other) => {
+                                self.paged.push_front(other);
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
+                    let sizes: Vec<u32> = run.iter().map(|p| p.body_size).collect();
+                    let Some(storage) = storage else {
+                        lost_bytes += sizes.iter().map(|&s| s as usize).sum::<usize>();
+                        continue;
+                    };
+                    for (message, size) in storage.page_in_run(run, names).into_iter().zip(sizes) {
+                        match message {
+                            Some(message) => self.loaded.push_back(message),
+                            // Lost on disk (logged by storage): it no longer counts.
+                            None => lost_bytes += size as usize,
+                        }
                     }
                 }
             }

@@ -133,23 +133,22 @@ impl QueueStorage {
         }
     }
 
-    /// Delete settled messages from disk, in one batch.
+    /// Delete settled messages from disk (on the store's reaper thread).
     pub fn remove(&self, messages: &[QueuedMessage]) {
         let on_disk = messages.iter().filter(|m| m.on_disk);
-        if let Some(tree) = self.live_tree() {
-            let mut batch = sled::Batch::default();
-            let mut any = false;
-            for m in on_disk.clone() {
-                batch.remove(&m.seq.to_be_bytes());
-                any = true;
+        let Some(tree) = self.live_tree() else {
+            for m in on_disk {
+                self.release_shared(m.message.shared.as_ref());
             }
-            if any && let Err(e) = tree.apply_batch(batch) {
-                warn!(queue = self.id, "cannot delete settled messages: {e}");
-            }
-        }
-        for m in on_disk {
-            self.release_shared(m.message.shared.as_ref());
-        }
+            return;
+        };
+        let keys: Vec<u64> = on_disk.clone().map(|m| m.seq).collect();
+        let released = on_disk
+            .filter_map(|m| m.message.shared.as_ref())
+            .filter(|shared| shared.release())
+            .map(|shared| shared.id)
+            .collect();
+        self.store.reaper.delete(tree, keys, released);
     }
 
     /// The durable tree, unless the queue was deleted.
@@ -223,6 +222,74 @@ impl QueueStorage {
             on_disk,
             delivery_count: 0,
         })
+    }
+
+    /// Read back a run of paged messages that share a location, in sequence
+    /// order, with one range scan instead of a lookup each (the tree may
+    /// hold other keys in between: messages delivered and not yet settled).
+    /// Scratch copies are deleted once read. A message missing on disk comes
+    /// back as `None` (and is logged).
+    pub fn page_in_run(&self, run: Vec<PagedRef>, names: &mut Names) -> Vec<Option<QueuedMessage>> {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            return Vec::new();
+        };
+        let location = first.location;
+        let tree = match location {
+            Location::Durable => self.durable.as_ref(),
+            Location::Scratch => self.scratch(),
+        };
+        let Some(tree) = tree else {
+            return run.into_iter().map(|_| None).collect();
+        };
+        let range = first.seq.to_be_bytes()..=last.seq.to_be_bytes();
+        let mut scan = tree.range(range).peekable();
+        let mut out = Vec::with_capacity(run.len());
+        let mut read = Vec::new();
+        for paged in run {
+            let key = paged.seq.to_be_bytes();
+            // Skip keys below this message's; stop at it or past it.
+            let raw = loop {
+                match scan.peek() {
+                    Some(Ok((k, _))) if k.as_ref() < &key[..] => {
+                        scan.next();
+                    }
+                    Some(Ok((k, _))) if k.as_ref() == &key[..] => {
+                        break scan.next().and_then(|r| r.ok()).map(|(_, v)| v);
+                    }
+                    Some(Ok(_)) | None => break None,
+                    Some(Err(_)) => {
+                        scan.next();
+                    }
+                }
+            };
+            let Some(raw) = raw else {
+                warn!(queue = self.id, seq = paged.seq, "paged message missing");
+                out.push(None);
+                continue;
+            };
+            if location == Location::Scratch {
+                read.push(key);
+            }
+            let message = self
+                .decode(raw, paged.shared, names)
+                .map(|(message, _)| QueuedMessage {
+                    seq: paged.seq,
+                    message: Arc::new(message),
+                    redelivered: paged.redelivered,
+                    expires_at: paged.expires_at,
+                    on_disk: location == Location::Durable,
+                    delivery_count: 0,
+                });
+            out.push(message);
+        }
+        if !read.is_empty() {
+            let mut batch = sled::Batch::default();
+            for key in read {
+                batch.remove(&key);
+            }
+            let _ = tree.apply_batch(batch);
+        }
+        out
     }
 
     /// Decode a stored entry; a reference is resolved through the shared
@@ -391,4 +458,103 @@ pub enum RecoveredEntry {
     Loaded(QueuedMessage),
     /// On disk only, with its priority.
     Paged(PagedRef, Option<u8>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Properties;
+
+    fn temp_store(name: &str) -> (std::path::PathBuf, Arc<Store>) {
+        let dir = std::env::temp_dir().join(format!("warren-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir, false, 1 << 20).expect("store opens");
+        (dir, store)
+    }
+
+    fn persistent(seq: u64) -> QueuedMessage {
+        // delivery-mode 2
+        let props = Properties::parse(Bytes::from(vec![0x10, 0, 2])).expect("properties");
+        let body = Bytes::from(format!("message {seq}"));
+        QueuedMessage {
+            seq,
+            message: Arc::new(Message::new(Arc::from(""), Bytes::new(), props, body)),
+            redelivered: false,
+            expires_at: None,
+            on_disk: true,
+            delivery_count: 0,
+        }
+    }
+
+    fn paged(seq: u64) -> PagedRef {
+        PagedRef {
+            seq,
+            location: Location::Durable,
+            body_size: 0,
+            redelivered: false,
+            expires_at: None,
+            shared: None,
+        }
+    }
+
+    #[test]
+    fn a_run_is_read_in_order_past_other_keys_and_missing_ones() {
+        let (dir, store) = temp_store("page-in-run");
+        let storage = QueueStorage::new(store.clone(), 7, true).expect("queue storage");
+        for seq in 1..=8 {
+            let m = persistent(seq);
+            assert_eq!(
+                storage.persist(seq, &m.message, None, false),
+                Persist::Stored
+            );
+        }
+        // 3 and 5 are on disk but not in the run (delivered, unsettled);
+        // 7 was settled: its key is gone.
+        storage.remove(&[persistent(7)]);
+        store.reaper.stop();
+        let run = [2, 4, 6, 7, 8].map(paged).to_vec();
+        let read = storage.page_in_run(run, &mut Names::default());
+        let bodies: Vec<Option<String>> = read
+            .iter()
+            .map(|m| {
+                m.as_ref()
+                    .map(|m| String::from_utf8_lossy(&m.message.body).into_owned())
+            })
+            .collect();
+        assert_eq!(
+            bodies,
+            [
+                Some("message 2".to_string()),
+                Some("message 4".to_string()),
+                Some("message 6".to_string()),
+                None,
+                Some("message 8".to_string()),
+            ]
+        );
+        assert!(read.iter().flatten().all(|m| m.on_disk));
+        store.close();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn settled_messages_are_gone_from_disk_once_the_store_closes() {
+        let (dir, store) = temp_store("reaper");
+        let storage = QueueStorage::new(store.clone(), 9, true).expect("queue storage");
+        let messages: Vec<QueuedMessage> = (1..=100).map(persistent).collect();
+        for m in &messages {
+            storage.persist(m.seq, &m.message, None, false);
+        }
+        storage.remove(&messages[..60]);
+        store.close();
+        let tree = store.queue_tree(9).expect("tree");
+        let left: Vec<u64> = tree
+            .iter()
+            .keys()
+            .flatten()
+            .filter_map(|k| <[u8; 8]>::try_from(k.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .collect();
+        assert_eq!(left, (61..=100).collect::<Vec<u64>>());
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -26,6 +26,7 @@
 //! Durability of confirms comes from [`sync::Syncer`], the group-commit thread.
 
 pub mod codec;
+pub mod reaper;
 pub mod sync;
 
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::message::SharedMessage;
 use crate::queue::storage::QueueStorage;
+use reaper::Reaper;
 use sync::Syncer;
 
 /// Bumped when the on-disk layout changes incompatibly.
@@ -132,6 +134,8 @@ pub struct Store {
     /// Durable queues whose delivery marks are written before each flush.
     marks: Marks,
     pub syncer: Arc<Syncer>,
+    /// Deletes settled messages off the delivery path.
+    pub reaper: Arc<Reaper>,
     /// Held for the store's lifetime: a second broker cannot open the directory.
     _lock: File,
 }
@@ -207,12 +211,14 @@ impl Store {
             let marks = marks.clone();
             move || write_marks(&marks)
         };
+        let shared = tree("shared")?;
         Ok(Arc::new(Store {
+            reaper: Reaper::start(shared.clone()),
             vhosts: tree("vhosts")?,
             exchanges: tree("exchanges")?,
             queues: tree("queues")?,
             bindings: tree("bindings")?,
-            shared: tree("shared")?,
+            shared,
             delivered: tree("delivered")?,
             next_id: AtomicU64::new(1),
             topology_writes: AtomicU64::new(0),
@@ -439,6 +445,7 @@ impl Store {
 
     /// Flush everything and stop the flusher (clean shutdown).
     pub fn close(&self) {
+        self.reaper.stop();
         self.syncer.stop();
         write_marks(&self.marks);
         let _ = self.db.flush();
