@@ -23,7 +23,10 @@
 //! - `x/<vhost>\0<exchange>`: persistent messages held by a durable
 //!   delayed-message exchange, keyed by due time.
 //!
-//! Durability of confirms comes from [`sync::Syncer`], the group-commit thread.
+//! Durability of confirms comes from [`sync::Syncer`], the group-commit
+//! thread. Settled messages are deleted by [`reaper::Reaper`], a thread of
+//! its own, in the batches the channels hand it (one per ack, reject or
+//! settle of several messages).
 
 pub mod codec;
 pub mod reaper;
