@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
@@ -42,6 +42,9 @@ impl AlarmState {
 #[derive(Debug)]
 pub struct Alarms {
     state: watch::Sender<AlarmState>,
+    /// `state.active()`, readable without the channel's lock: every
+    /// publish frame checks it.
+    active: AtomicBool,
     memory_limit: AtomicU64,
     disk_limit: AtomicU64,
     /// Wakes the monitor for an immediate check.
@@ -58,6 +61,7 @@ impl Alarms {
     pub fn new() -> Alarms {
         Alarms {
             state: watch::channel(AlarmState::default()).0,
+            active: AtomicBool::new(false),
             memory_limit: AtomicU64::new(u64::MAX),
             disk_limit: AtomicU64::new(0),
             recheck: Notify::new(),
@@ -88,6 +92,11 @@ impl Alarms {
         *self.state.borrow()
     }
 
+    /// Whether any alarm is raised (a plain atomic read).
+    pub fn active(&self) -> bool {
+        self.active.load(Ordering::Acquire)
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<AlarmState> {
         self.state.subscribe()
     }
@@ -96,6 +105,7 @@ impl Alarms {
         self.state.send_if_modified(|state| {
             let before = *state;
             change(state);
+            self.active.store(state.active(), Ordering::Release);
             before != *state
         });
     }

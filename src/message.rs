@@ -149,8 +149,19 @@ pub struct QueuedMessage {
     pub delivery_count: u32,
 }
 
-/// Longest TTL RabbitMQ accepts: ten years in milliseconds.
+/// Longest TTL or expiry RabbitMQ accepts: ten years in milliseconds.
 const MAX_EXPIRY_MS: i128 = 315_360_000_000;
+
+/// rabbit_misc:check_expiry: 0 ..= ten years, or the reason RabbitMQ gives.
+pub fn check_expiry(n: i128) -> Result<u64, String> {
+    if n < 0 {
+        return Err(format!("{{value_negative,{n}}}"));
+    }
+    if n > MAX_EXPIRY_MS {
+        return Err(format!("{{value_too_large,{n}}}"));
+    }
+    Ok(n as u64)
+}
 
 /// Parse an `expiration` property like Erlang's `string:to_integer`, as
 /// RabbitMQ does: optional sign, digits, nothing after. The error is the
@@ -179,14 +190,7 @@ pub fn parse_expiration(raw: &[u8]) -> Result<u64, String> {
             String::from_utf8_lossy(&raw[end..])
         ));
     }
-    let n = sign * magnitude;
-    if n < 0 {
-        return Err(format!("{{value_negative,{n}}}"));
-    }
-    if n > MAX_EXPIRY_MS {
-        return Err(format!("{{value_too_large,{n}}}"));
-    }
-    Ok(n as u64)
+    check_expiry(sign * magnitude)
 }
 
 #[cfg(test)]

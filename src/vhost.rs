@@ -459,7 +459,7 @@ impl VHost {
             let (messages, consumers) = queue.counts();
             return Ok((queue, false, messages, consumers));
         }
-        let description = format!("queue '{}' in vhost '{}'", spec.name, self.name);
+        let description = self.queue_desc(&spec.name);
         check_name_arg(&spec.arguments, "x-dead-letter-exchange", &description)?;
         let args = QueueArgs::parse(&spec.arguments, &description)?;
         if spec.server_named && args.is_quorum() {
@@ -720,7 +720,7 @@ impl VHost {
     ) -> Result<Arc<Queue>, crate::store::StoreError> {
         let storage = QueueStorage::new(store.clone(), record.id, true)?;
         let name: Arc<str> = Arc::from(record.name.as_str());
-        let description = format!("queue '{}' in vhost '{}'", record.name, self.name);
+        let description = self.queue_desc(&record.name);
         // Stored arguments were valid when declared; read them leniently.
         let args = QueueArgs::parse(&record.arguments, &description).unwrap_or_default();
         let queue = Queue::new(QueueOptions {

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use crate::amqp_err;
 use crate::connection::handle::ConnectionHandle;
-use crate::message::QueuedMessage;
+use crate::message::{Message, QueuedMessage};
 use crate::protocol::method::put_deliver_args;
 use crate::protocol::{AmqpResult, Properties};
 use crate::queue::{Consumer, Queue};
@@ -51,20 +51,7 @@ impl ChannelLink {
         let tag = deliveries.next_tag();
         let msg = &message.message;
         let properties = wire.unwrap_or(&msg.properties);
-        let frame_max = self.conn.frame_max;
-        self.conn.outbox.push(|out| {
-            out.put_method(self.id, 60, 60, |b| {
-                put_deliver_args(
-                    b,
-                    consumer.tag.as_bytes(),
-                    tag,
-                    message.redelivered,
-                    msg.exchange.as_bytes(),
-                    &msg.routing_key,
-                )
-            });
-            out.put_content(self.id, properties.raw(), &msg.body, frame_max);
-        });
+        self.write_deliver(&consumer.tag, tag, message.redelivered, msg, properties);
         if consumer.no_ack {
             return Some(message);
         }
@@ -84,25 +71,37 @@ impl ChannelLink {
 impl ChannelLink {
     /// Deliver a direct reply to this channel's reply-to consumer: no ack,
     /// no prefetch, just the next delivery tag.
-    pub fn deliver_reply(&self, tag: &str, message: &crate::message::Message) {
+    pub fn deliver_reply(&self, tag: &str, message: &Message) {
         let mut deliveries = self.deliveries.lock();
         if !deliveries.open {
             return;
         }
         let delivery_tag = deliveries.next_tag();
+        self.write_deliver(tag, delivery_tag, false, message, &message.properties);
+    }
+
+    /// Queue a `basic.deliver` and its content for the socket.
+    fn write_deliver(
+        &self,
+        consumer_tag: &str,
+        delivery_tag: u64,
+        redelivered: bool,
+        message: &Message,
+        properties: &Properties,
+    ) {
         let frame_max = self.conn.frame_max;
         self.conn.outbox.push(|out| {
             out.put_method(self.id, 60, 60, |b| {
                 put_deliver_args(
                     b,
-                    tag.as_bytes(),
+                    consumer_tag.as_bytes(),
                     delivery_tag,
-                    false,
+                    redelivered,
                     message.exchange.as_bytes(),
                     &message.routing_key,
                 )
             });
-            out.put_content(self.id, message.properties.raw(), &message.body, frame_max);
+            out.put_content(self.id, properties.raw(), &message.body, frame_max);
         });
     }
 }

@@ -247,13 +247,7 @@ fn sender_selected(properties: Properties) -> (Properties, Result<Vec<Bytes>, St
     if keys.is_err() || !headers.inner().contains_key("BCC") {
         return (properties, keys);
     }
-    let mut kept = amq_protocol::types::FieldTable::default();
-    for (name, value) in headers.inner() {
-        if name.as_str() != "BCC" {
-            kept.insert(name.clone(), value.clone());
-        }
-    }
-    *headers = kept;
+    *headers = crate::protocol::table::without(headers, "BCC");
     (Properties::from_fields(&fields), keys)
 }
 

@@ -248,11 +248,12 @@ impl Connection {
                 channel.flush_confirms(session);
             }
         }
-        if std::mem::take(&mut self.published) && !self.blocked && self.state == State::Running {
-            let alarm = self.broker.alarms.state();
-            if alarm.active() {
-                self.block(alarm.reason());
-            }
+        if std::mem::take(&mut self.published)
+            && !self.blocked
+            && self.state == State::Running
+            && self.broker.alarms.active()
+        {
+            self.block(self.broker.alarms.state().reason());
         }
     }
 
@@ -412,10 +413,7 @@ impl Connection {
                     }
                     // Under a resource alarm a publisher is stopped at its
                     // publish, as RabbitMQ does: the content stays unread.
-                    if publish
-                        && self.state == State::Running
-                        && self.broker.alarms.state().active()
-                    {
+                    if publish && self.state == State::Running && self.broker.alarms.active() {
                         return;
                     }
                     // Replies wait for the disk: stop until they are sent.

@@ -189,14 +189,8 @@ impl Delayer {
 /// The plugin delivers a delayed message with its `x-delay` header negated,
 /// so a consumer republishing it does not delay it again.
 fn negate_delay(message: &Arc<Message>, delay: u64) -> Arc<Message> {
-    let mut fields = message.properties.fields();
-    let mut headers = fields.headers.take().unwrap_or_default();
-    headers.insert(
-        amq_protocol::types::ShortString::from("x-delay"),
-        AMQPValue::LongInt(-(delay.min(i32::MAX as u64) as i32)),
-    );
-    fields.headers = Some(headers);
-    Arc::new(message.with_properties(crate::protocol::Properties::from_fields(&fields)))
+    let delay = AMQPValue::LongInt(-(delay.min(i32::MAX as u64) as i32));
+    Arc::new(message.with_properties(message.properties.with_header("x-delay", delay)))
 }
 
 fn key(due: u64, seq: u64) -> [u8; 16] {

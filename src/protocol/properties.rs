@@ -297,6 +297,16 @@ impl Properties {
     pub fn from_fields(fields: &Fields) -> Properties {
         Properties::from_basic(&fields.to_basic())
     }
+
+    /// These properties with header `name` set to `value`.
+    pub fn with_header(&self, name: &str, value: amq_protocol::types::AMQPValue) -> Properties {
+        let mut fields = self.fields();
+        fields
+            .headers
+            .get_or_insert_with(FieldTable::default)
+            .insert(ShortString::from(name), value);
+        Properties::from_fields(&fields)
+    }
 }
 
 #[cfg(test)]

@@ -150,6 +150,17 @@ pub fn check_method_tables(class_id: u16, method_id: u16, args: &[u8]) -> Result
 }
 
 /// RabbitMQ's name for a value's type, as its error texts print it.
+/// `table` without the entry `name`.
+pub fn without(table: &FieldTable, name: &str) -> FieldTable {
+    let mut kept = FieldTable::default();
+    for (key, value) in table.inner() {
+        if key.as_str() != name {
+            kept.insert(key.clone(), value.clone());
+        }
+    }
+    kept
+}
+
 pub fn type_name(value: &AMQPValue) -> &'static str {
     match value {
         AMQPValue::Boolean(_) => "bool",

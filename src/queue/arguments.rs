@@ -11,8 +11,6 @@ use crate::amqp_err;
 use crate::protocol::AmqpResult;
 use crate::protocol::table::{as_bytes, as_i128, type_name};
 
-/// Longest TTL or expiry RabbitMQ accepts: ten years in milliseconds.
-const MAX_EXPIRY_MS: i128 = 315_360_000_000;
 /// Highest `x-max-priority`.
 pub const MAX_PRIORITY: i128 = 255;
 
@@ -163,15 +161,8 @@ fn non_neg(key: &str, queue: &str, v: &AMQPValue) -> AmqpResult<u64> {
     Ok(u64::try_from(n).unwrap_or(u64::MAX))
 }
 
-/// rabbit_misc:check_expiry: 0 ..= ten years.
 fn expiry(key: &str, queue: &str, n: i128) -> AmqpResult<u64> {
-    if n < 0 {
-        return Err(invalid(key, queue, format!("{{value_negative,{n}}}")));
-    }
-    if n > MAX_EXPIRY_MS {
-        return Err(invalid(key, queue, format!("{{value_too_large,{n}}}")));
-    }
-    Ok(n as u64)
+    crate::message::check_expiry(n).map_err(|why| invalid(key, queue, why))
 }
 
 fn string(v: &AMQPValue) -> Option<String> {

@@ -134,13 +134,7 @@ pub fn dead_lettered(
         AMQPValue::FieldArray(FieldArray::from(deaths)),
     );
     if routing_key.is_some() && headers.inner().contains_key("CC") {
-        let mut kept = FieldTable::default();
-        for (name, value) in headers.inner() {
-            if name.as_str() != "CC" {
-                kept.insert(name.clone(), value.clone());
-            }
-        }
-        headers = kept;
+        headers = crate::protocol::table::without(&headers, "CC");
     }
     fields.headers = Some(headers);
     fields.expiration = None;

@@ -25,7 +25,7 @@ pub mod storage;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use amq_protocol::types::{AMQPValue, FieldTable, ShortString};
+use amq_protocol::types::{AMQPValue, FieldTable};
 use parking_lot::Mutex;
 
 use crate::amqp_err;
@@ -817,12 +817,7 @@ impl Timed for Queue {
 /// queues tell consumers how often a message was returned). Only the copy on
 /// the wire carries it: the queue keeps, and dead-letters, the original.
 fn with_delivery_count(message: &Message, count: u32) -> Properties {
-    let mut fields = message.properties.fields();
-    let mut headers = fields.headers.take().unwrap_or_default();
-    headers.insert(
-        ShortString::from("x-delivery-count"),
-        AMQPValue::LongLongInt(count as i64),
-    );
-    fields.headers = Some(headers);
-    Properties::from_fields(&fields)
+    message
+        .properties
+        .with_header("x-delivery-count", AMQPValue::LongLongInt(count as i64))
 }

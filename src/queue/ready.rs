@@ -116,6 +116,11 @@ pub struct ReadyQueue {
     len: usize,
     /// Sum of body sizes of every ready message (x-max-length-bytes).
     body_bytes: usize,
+    /// No ready message expires before this (None: none expires). Kept as a
+    /// lower bound as messages come and go, made exact by a full sweep, so a
+    /// queue with per-message TTLs is swept only once something may have
+    /// expired, not on every publish and ack.
+    earliest: Option<u64>,
 }
 
 impl Default for ReadyQueue {
@@ -132,6 +137,7 @@ impl ReadyQueue {
             levels: (0..levels).map(|_| Level::default()).collect(),
             len: 0,
             body_bytes: 0,
+            earliest: None,
         }
     }
 
@@ -167,6 +173,12 @@ impl ReadyQueue {
             .sum()
     }
 
+    fn note_expiry(&mut self, at: Option<u64>) {
+        if let Some(at) = at {
+            self.earliest = Some(self.earliest.map_or(at, |e| e.min(at)));
+        }
+    }
+
     /// Append a new message. Past `max_in_memory` messages in its level, it
     /// goes to disk.
     pub fn push_back(
@@ -178,6 +190,7 @@ impl ReadyQueue {
         let level = self.level_of(message.message.properties.priority());
         self.len += 1;
         self.body_bytes += message.message.body.len();
+        self.note_expiry(message.expires_at);
         let level = &mut self.levels[level];
         match storage {
             Some(storage) if !level.paged.is_empty() || level.loaded.len() >= max_in_memory => {
@@ -196,6 +209,7 @@ impl ReadyQueue {
         let level = self.level_of(priority);
         self.len += 1;
         self.body_bytes += paged.body_size as usize;
+        self.note_expiry(paged.expires_at);
         self.levels[level].paged.push_back(Tail::OnDisk(paged));
     }
 
@@ -269,6 +283,7 @@ impl ReadyQueue {
         let index = self.level_of(message.message.properties.priority());
         self.len += 1;
         self.body_bytes += message.message.body.len();
+        self.note_expiry(message.expires_at);
         let level = &mut self.levels[index];
         let at = level.loaded.partition_point(|m| m.seq < message.seq);
         if at == level.loaded.len() && level.paged.front().is_some_and(|t| t.seq() < message.seq) {
@@ -292,6 +307,10 @@ impl ReadyQueue {
         storage: Option<&QueueStorage>,
         names: &mut Names,
     ) -> (Vec<QueuedMessage>, Option<u64>) {
+        if self.earliest.is_none_or(|earliest| earliest > now) {
+            // Nothing anywhere can have expired.
+            return (Vec::new(), self.next_expiry(anywhere));
+        }
         let expired_at = |at: Option<u64>| at.is_some_and(|at| at <= now);
         let mut expired = Vec::new();
         let mut paged_out = Vec::new();
@@ -345,11 +364,22 @@ impl ReadyQueue {
             self.len -= 1;
             self.body_bytes = self.body_bytes.saturating_sub(m.message.body.len());
         }
+        if anywhere {
+            self.earliest = self.scan_expiry(true);
+        }
         (expired, self.next_expiry(anywhere))
     }
 
-    /// The earliest expiry left: anywhere in the queue, or at level heads.
+    /// The earliest expiry left: anywhere in the queue (a lower bound), or
+    /// at level heads.
     pub fn next_expiry(&self, anywhere: bool) -> Option<u64> {
+        match anywhere {
+            true => self.earliest,
+            false => self.scan_expiry(false),
+        }
+    }
+
+    fn scan_expiry(&self, anywhere: bool) -> Option<u64> {
         let mut next: Option<u64> = None;
         let mut note = |at: Option<u64>| {
             if let Some(at) = at {
@@ -394,6 +424,7 @@ impl ReadyQueue {
         }
         self.len = 0;
         self.body_bytes = 0;
+        self.earliest = None;
         cleared
     }
 }

@@ -194,34 +194,7 @@ impl QueueStorage {
 
     /// Read a paged message back. A scratch copy is deleted once read.
     pub fn page_in(&self, paged: PagedRef, names: &mut Names) -> Option<QueuedMessage> {
-        let (tree, on_disk) = match paged.location {
-            Location::Durable => (self.durable.as_ref()?, true),
-            Location::Scratch => (self.scratch()?, false),
-        };
-        let key = paged.seq.to_be_bytes();
-        let raw = match tree.get(key) {
-            Ok(Some(raw)) => raw,
-            other => {
-                warn!(
-                    queue = self.id,
-                    seq = paged.seq,
-                    "paged message missing: {other:?}"
-                );
-                return None;
-            }
-        };
-        if paged.location == Location::Scratch {
-            let _ = tree.remove(key);
-        }
-        let (message, _) = self.decode(raw, paged.shared, names)?;
-        Some(QueuedMessage {
-            seq: paged.seq,
-            message: Arc::new(message),
-            redelivered: paged.redelivered,
-            expires_at: paged.expires_at,
-            on_disk,
-            delivery_count: 0,
-        })
+        self.page_in_run(vec![paged], names).pop().flatten()
     }
 
     /// Read back a run of paged messages that share a location, in sequence
