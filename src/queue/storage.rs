@@ -367,6 +367,8 @@ impl QueueStorage {
         let below = self.delivered_below.load(Ordering::Relaxed);
         let mut names = Names::default();
         let mut stats = Recovered::default();
+        // Body size and priority of the shared records referred to, read once.
+        let mut shared_headers: HashMap<u64, (u32, Option<u8>)> = HashMap::new();
         for item in tree.iter() {
             let (key, raw) = item.map_err(|e| self.store.corrupt_message(self.id, b"?", e))?;
             let seq = <[u8; 8]>::try_from(key.as_ref())
@@ -403,9 +405,17 @@ impl QueueStorage {
                     delivery_count: 0,
                 }));
             } else {
-                let body_size = match header.reference {
-                    Some(_) => 0,
-                    None => header.body_size as u32,
+                let (body_size, priority) = match header.reference {
+                    Some(id) => *shared_headers.entry(id).or_insert_with(|| {
+                        self.store
+                            .shared()
+                            .get(id.to_be_bytes())
+                            .ok()
+                            .flatten()
+                            .and_then(|raw| codec::peek(&raw).ok())
+                            .map_or((0, None), |h| (h.body_size as u32, h.priority))
+                    }),
+                    None => (header.body_size as u32, header.priority),
                 };
                 stats.bytes += body_size as usize;
                 accept(RecoveredEntry::Paged(
@@ -417,7 +427,7 @@ impl QueueStorage {
                         expires_at: header.expires_at,
                         shared: record,
                     },
-                    header.priority,
+                    priority,
                 ));
             }
         }
@@ -505,6 +515,36 @@ mod tests {
             ]
         );
         assert!(read.iter().flatten().all(|m| m.on_disk));
+        store.close();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_recovered_reference_keeps_the_size_and_priority_of_its_message() {
+        let (dir, store) = temp_store("recover-shared");
+        let storage = QueueStorage::new(store.clone(), 11, true).expect("queue storage");
+        // delivery-mode 2, priority 5
+        let props = Properties::parse(Bytes::from(vec![0x18, 0, 2, 5])).expect("properties");
+        let mut message = Message::new(
+            Arc::from(""),
+            Bytes::new(),
+            props,
+            Bytes::from(vec![7; 100]),
+        );
+        assert!(store.put_shared(42, codec::encode_message(&message, None)));
+        message.shared = Some(Arc::new(SharedMessage::new(42, 1)));
+        assert_eq!(storage.persist(1, &message, None, false), Persist::Stored);
+        let mut found = Vec::new();
+        let stats = storage
+            .recover(&mut HashMap::new(), 0, |entry| found.push(entry))
+            .expect("recovers");
+        assert_eq!(stats.bytes, 100);
+        match found.as_slice() {
+            [RecoveredEntry::Paged(paged, priority)] => {
+                assert_eq!((paged.body_size, *priority), (100, Some(5)));
+            }
+            other => panic!("expected one paged entry, got {other:?}"),
+        }
         store.close();
         let _ = std::fs::remove_dir_all(dir);
     }
