@@ -2,7 +2,7 @@
 //!
 //! A [`Channel`] is owned by its connection's task; the part other tasks
 //! touch (delivery tags, unacked deliveries, prefetch) is its
-//! [`ChannelLink`](link::ChannelLink). Handlers for each AMQP class live in
+//! [`ChannelLink`]. Handlers for each AMQP class live in
 //! their own files: `declare` (exchange and queue), `consume` (qos, consume,
 //! get, ack), `publish` (publish, confirms, returns) and `tx`.
 

@@ -4,7 +4,9 @@
 //! The task reads into one buffer, handles every complete frame in it, then
 //! waits for more input, for mail from other tasks ([`ConnEvent`]), or for a
 //! deadline (handshake, heartbeat, closing). Outgoing frames go through the
-//! connection's [`Outbox`](outbox::Outbox) to a separate writer task.
+//! connection's [`Outbox`] to a separate writer task, or,
+//! when a batch of input produced only a little for an idle socket, straight
+//! to the socket at the end of the batch ([`Batch`]).
 
 pub mod handle;
 pub mod outbox;
@@ -17,7 +19,6 @@ use std::time::Duration;
 use amq_protocol::protocol::{AMQPClass, connection as conn_methods};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 use bytes::BytesMut;
-use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
@@ -39,7 +40,7 @@ use crate::protocol::frame::{
 use crate::protocol::method::{self, Method};
 use crate::protocol::{AmqpError, AmqpResult, Frame, FrameCodec, FrameError, ReplyCode};
 use handle::{ClientCapabilities, ConnEvent, ConnectionHandle};
-use outbox::{Outbox, run_writer};
+use outbox::{Batch, Outbox, run_writer};
 
 /// The RabbitMQ version whose behaviour Warren follows, as announced to clients.
 const COMPATIBLE_VERSION: &str = "3.10.8";
@@ -48,6 +49,8 @@ const COMPATIBLE_VERSION: &str = "3.10.8";
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
 /// Read buffer growth step: large enough that one read takes many frames.
 const READ_CHUNK: usize = 64 * 1024;
+/// A read at least this large comes from a busy connection (see `run`).
+const YIELD_READ: usize = 8 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -71,14 +74,12 @@ pub async fn serve(
 ) {
     let _ = socket.set_nodelay(true);
     let (reader, writer) = socket.into_split();
-    let outbox = Arc::new(Outbox::new());
-    let heartbeat = Arc::new(Mutex::new(None));
+    let outbox = Arc::new(Outbox::new(writer));
     let (events_tx, events_rx) = unbounded_channel();
     let writer_task = {
         let outbox = outbox.clone();
-        let heartbeat = heartbeat.clone();
         let events = events_tx.clone();
-        tokio::spawn(run_writer(outbox, writer, heartbeat, move || {
+        tokio::spawn(run_writer(outbox, move || {
             let _ = events.send(ConnEvent::Writable);
         }))
     };
@@ -88,7 +89,6 @@ pub async fn serve(
         broker,
         peer,
         outbox: outbox.clone(),
-        heartbeat_cell: heartbeat,
         events_tx,
         state: State::ProtocolHeader,
         channel_max: 0,
@@ -118,7 +118,6 @@ struct Connection {
     peer: SocketAddr,
     codec: FrameCodec,
     outbox: Arc<Outbox>,
-    heartbeat_cell: Arc<Mutex<Option<Duration>>>,
     events_tx: UnboundedSender<ConnEvent>,
     state: State,
     channel_max: u16,
@@ -153,8 +152,10 @@ impl Connection {
         let mut durable = store.syncer.subscribe();
         let mut alarms = self.broker.alarms.subscribe();
         loop {
+            let batch = Batch::open();
             self.process_input(&mut buf);
             self.end_of_batch();
+            batch.finish();
             if self.state == State::Closed {
                 return;
             }
@@ -192,12 +193,17 @@ impl Connection {
                         }
                         return;
                     }
-                    Ok(_) => {
+                    Ok(n) => {
                         self.last_read = Instant::now();
-                        // Let other connections' tasks run before this
-                        // batch is handled: one busy publisher must not
-                        // keep its consumers' acks waiting.
-                        tokio::task::yield_now().await;
+                        // A busy publisher (a large read) lets other tasks
+                        // run before its batch is handled, so it cannot keep
+                        // its consumers' writers waiting in this worker's
+                        // LIFO slot. A small read is not yielded: the yield
+                        // wakes an idle worker, which costs a trickle of
+                        // messages a context switch each.
+                        if n >= YIELD_READ {
+                            tokio::task::yield_now().await;
+                        }
                     }
                 },
                 Some(event) = events.recv() => self.handle_event(event),
@@ -760,8 +766,9 @@ impl Connection {
         self.channel_max = tune_ok.channel_max;
         self.heartbeat = tune_ok.heartbeat;
         self.codec.frame_max = tune_ok.frame_max;
-        *self.heartbeat_cell.lock() =
-            (tune_ok.heartbeat > 0).then(|| Duration::from_secs(tune_ok.heartbeat as u64));
+        self.outbox.set_heartbeat(
+            (tune_ok.heartbeat > 0).then(|| Duration::from_secs(tune_ok.heartbeat as u64)),
+        );
         self.state = State::Open;
         Ok(())
     }

@@ -6,7 +6,18 @@
 //! one vectored write, so frames produced while a write is in progress are
 //! coalesced into the next one. The writer is woken only when the buffer goes
 //! from empty to non-empty.
+//!
+//! A connection handling a batch of input opens a [`Batch`] on its thread for
+//! the duration. Outboxes that go from empty to non-empty during the batch
+//! are not handed to their writers at once: when the batch ends, each one
+//! holding only a little (a trickle of deliveries, a reply) is written
+//! straight to its socket from the batch's thread with a non-blocking write.
+//! That saves a message the hand-off to another task (a wake-up and a switch)
+//! on its way to the consumer. Larger amounts, a socket that cannot take
+//! everything, and any outbox whose writer is busy go to the writer task as
+//! before, so a busy broker still spreads socket writes over its workers.
 
+use std::cell::RefCell;
 use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -14,7 +25,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use parking_lot::Mutex;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 use crate::protocol::FrameBuf;
@@ -25,10 +36,30 @@ use crate::protocol::FrameBuf;
 const HIGH_WATER: usize = 4 * 1024 * 1024;
 /// Below this, deliveries resume.
 const LOW_WATER: usize = 1024 * 1024;
+/// At most this many bytes are written by a batch's thread itself (see the
+/// module documentation); more is left to the writer task.
+const INLINE_MAX: usize = 16 * 1024;
+/// Most slices handed to one vectored write.
+const MAX_IOV: usize = 64;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
+struct Pending {
+    frames: FrameBuf,
+    /// Someone (the writer task, or a batch writing inline) holds frames
+    /// taken from `frames` and is writing them: nobody else may write.
+    writing: bool,
+    /// The socket's write half, shared by the writer task and inline
+    /// writes; dropped here when the writer ends, so the socket closes
+    /// even while others still hold the outbox.
+    socket: Option<Arc<OwnedWriteHalf>>,
+    /// The negotiated heartbeat interval: the writer sends a heartbeat
+    /// frame at least every half of it.
+    heartbeat: Option<Duration>,
+}
+
+#[derive(Debug)]
 pub struct Outbox {
-    frames: Mutex<FrameBuf>,
+    pending_frames: Mutex<Pending>,
     wake_writer: Notify,
     /// Bytes appended and not yet written to the socket.
     pending: AtomicUsize,
@@ -40,22 +71,42 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    pub fn new() -> Self {
-        Outbox::default()
+    /// An outbox writing to `socket`, once [`run_writer`] runs for it.
+    pub fn new(socket: OwnedWriteHalf) -> Self {
+        Outbox {
+            pending_frames: Mutex::new(Pending {
+                frames: FrameBuf::new(),
+                writing: false,
+                socket: Some(Arc::new(socket)),
+                heartbeat: None,
+            }),
+            wake_writer: Notify::new(),
+            pending: AtomicUsize::new(0),
+            starved: AtomicBool::new(false),
+            drained: Notify::new(),
+            closed: AtomicBool::new(false),
+        }
     }
 
     /// Append frames. The closure runs under the outbox lock: keep it to encoding.
-    pub fn push<R>(&self, write: impl FnOnce(&mut FrameBuf) -> R) -> R {
-        let mut frames = self.frames.lock();
-        let before = frames.len();
-        let result = write(&mut frames);
-        let added = frames.len() - before;
-        drop(frames);
+    pub fn push<R>(self: &Arc<Self>, write: impl FnOnce(&mut FrameBuf) -> R) -> R {
+        let mut p = self.pending_frames.lock();
+        let before = p.frames.len();
+        let result = write(&mut p.frames);
+        let added = p.frames.len() - before;
+        let idle = !p.writing;
+        drop(p);
         self.pending.fetch_add(added, Ordering::Relaxed);
-        if before == 0 && added > 0 {
+        if before == 0 && added > 0 && idle && !Batch::defer(self) {
             self.wake_writer.notify_one();
         }
         result
+    }
+
+    /// Start (or stop) sending heartbeats every half of `interval`.
+    pub fn set_heartbeat(&self, interval: Option<Duration>) {
+        self.pending_frames.lock().heartbeat = interval;
+        self.wake_writer.notify_one();
     }
 
     /// Whether more deliveries may be queued for this socket. A `false`
@@ -95,90 +146,374 @@ impl Outbox {
         self.closed.load(Ordering::Acquire)
     }
 
-    fn take(&self) -> Vec<Bytes> {
-        self.frames.lock().take()
+    /// Take everything pending for writing, unless someone is writing already.
+    fn take(&self) -> Option<Vec<Bytes>> {
+        let mut p = self.pending_frames.lock();
+        if p.writing || p.frames.is_empty() {
+            return None;
+        }
+        p.writing = true;
+        Some(p.frames.take())
+    }
+
+    /// A write of `written` bytes ended; `unwritten` (what is left of the
+    /// taken frames) goes back in front of anything appended since. Whether
+    /// frames are left to write.
+    fn wrote(&self, written: usize, unwritten: Vec<Bytes>) -> bool {
+        let mut p = self.pending_frames.lock();
+        p.writing = false;
+        p.frames.prepend(unwritten);
+        let more = !p.frames.is_empty();
+        drop(p);
+        self.pending.fetch_sub(written, Ordering::Relaxed);
+        more
+    }
+
+    /// Nobody is writing and nothing is pending.
+    fn is_idle(&self) -> bool {
+        let p = self.pending_frames.lock();
+        !p.writing && p.frames.is_empty()
+    }
+
+    /// The socket failed: nothing more will be written.
+    fn failed(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.drained.notify_waiters();
+    }
+
+    /// End of a batch that appended to this idle outbox: write what it holds
+    /// from this thread if it is small and the socket takes all of it now,
+    /// otherwise wake the writer task.
+    fn flush_inline(&self) {
+        if self.is_closed() || self.starved.load(Ordering::Relaxed) {
+            return self.wake_writer.notify_one();
+        }
+        let (batch, socket) = {
+            let mut p = self.pending_frames.lock();
+            if p.writing || p.frames.is_empty() {
+                // The writer has it (or already wrote it).
+                return;
+            }
+            let Some(socket) = p.socket.clone() else {
+                return;
+            };
+            if p.frames.len() > INLINE_MAX {
+                drop(p);
+                return self.wake_writer.notify_one();
+            }
+            p.writing = true;
+            (p.frames.take(), socket)
+        };
+        let total: usize = batch.iter().map(Bytes::len).sum();
+        let (written, unwritten) = match try_write(&socket, batch) {
+            Ok(progress) => progress,
+            Err(_) => {
+                self.wrote(0, Vec::new());
+                self.failed();
+                return self.wake_writer.notify_one();
+            }
+        };
+        let more = self.wrote(written, unwritten);
+        if more || written < total || self.is_closed() {
+            self.wake_writer.notify_one();
+        }
     }
 }
 
-/// Drain `outbox` into `socket` until the outbox is closed and empty or the
-/// socket fails. `heartbeat` is the negotiated interval: when the socket has
-/// been idle for half of it, a heartbeat frame is sent. `on_room` runs when a
-/// starved outbox drains below the low-water mark.
-pub async fn run_writer<W: AsyncWrite + Unpin>(
-    outbox: Arc<Outbox>,
-    mut socket: W,
-    heartbeat: Arc<Mutex<Option<Duration>>>,
-    on_room: impl Fn(),
-) {
-    loop {
-        let batch = outbox.take();
-        if batch.is_empty() {
-            if outbox.is_closed() {
-                break;
+thread_local! {
+    /// The outboxes a batch on this thread deferred, while one is open.
+    static BATCH: RefCell<Option<Vec<Arc<Outbox>>>> = const { RefCell::new(None) };
+}
+
+/// A batch of input being handled on this thread (see the module
+/// documentation). Open it, handle the input without awaiting, then
+/// [`Batch::finish`] it; dropping it unfinished hands every deferred outbox
+/// to its writer.
+pub struct Batch {
+    _not_send: std::marker::PhantomData<*const ()>,
+}
+
+impl Batch {
+    pub fn open() -> Batch {
+        BATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.is_none() {
+                *b = Some(Vec::new());
             }
-            let idle = *heartbeat.lock();
-            match idle {
-                Some(interval) => {
-                    let wait = interval / 2;
-                    if tokio::time::timeout(wait, outbox.wake_writer.notified())
-                        .await
-                        .is_err()
-                    {
-                        outbox.push(|f| f.put_heartbeat());
-                    }
+        });
+        Batch {
+            _not_send: std::marker::PhantomData,
+        }
+    }
+
+    /// Write every deferred outbox (inline when small, else by its writer).
+    pub fn finish(self) {
+        for outbox in Batch::take() {
+            outbox.flush_inline();
+        }
+    }
+
+    /// Remember `outbox` for the end of the open batch; false with none open.
+    fn defer(outbox: &Arc<Outbox>) -> bool {
+        BATCH.with(|b| match b.borrow_mut().as_mut() {
+            Some(list) => {
+                list.push(outbox.clone());
+                true
+            }
+            None => false,
+        })
+    }
+
+    fn take() -> Vec<Arc<Outbox>> {
+        BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default()
+    }
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        for outbox in Batch::take() {
+            outbox.wake_writer.notify_one();
+        }
+    }
+}
+
+/// Drain `outbox` into its socket until the outbox is closed and empty or the
+/// socket fails. With a heartbeat interval set, a heartbeat frame goes out
+/// whenever the writer has had nothing to do for half of it (writes made
+/// inline by batches do not wake it, so it may send one while the socket
+/// is busy: an extra heartbeat is harmless, a missing one is not). `on_room`
+/// runs when a starved outbox drains below the low-water mark.
+pub async fn run_writer(outbox: Arc<Outbox>, on_room: impl Fn()) {
+    let Some(socket) = outbox.pending_frames.lock().socket.clone() else {
+        return;
+    };
+    loop {
+        if let Some(batch) = outbox.take() {
+            let written: usize = batch.iter().map(Bytes::len).sum();
+            if write_all(&socket, batch).await.is_err() {
+                outbox.wrote(0, Vec::new());
+                outbox.failed();
+                outbox.pending_frames.lock().socket = None;
+                return;
+            }
+            outbox.wrote(written, Vec::new());
+            if outbox.pending.load(Ordering::Relaxed) < LOW_WATER {
+                outbox.drained.notify_waiters();
+                if outbox.starved.swap(false, Ordering::Relaxed) {
+                    on_room();
                 }
-                None => outbox.wake_writer.notified().await,
             }
             continue;
         }
-        let written: usize = batch.iter().map(Bytes::len).sum();
-        if write_all(&mut socket, batch).await.is_err() {
-            outbox.closed.store(true, Ordering::Release);
-            outbox.drained.notify_waiters();
-            return;
+        if outbox.is_closed() && outbox.is_idle() {
+            break;
         }
-        let before = outbox.pending.fetch_sub(written, Ordering::Relaxed);
-        let now = before.saturating_sub(written);
-        if now < LOW_WATER {
-            outbox.drained.notify_waiters();
-            if outbox.starved.swap(false, Ordering::Relaxed) {
-                on_room();
+        let heartbeat = outbox.pending_frames.lock().heartbeat;
+        match heartbeat {
+            Some(interval) => {
+                let wait = interval / 2;
+                if tokio::time::timeout(wait, outbox.wake_writer.notified())
+                    .await
+                    .is_err()
+                {
+                    outbox.push(|f| f.put_heartbeat());
+                }
             }
+            None => outbox.wake_writer.notified().await,
         }
     }
-    let _ = socket.flush().await;
-    let _ = socket.shutdown().await;
+    outbox.pending_frames.lock().socket = None;
+    // Half-close: the peer reads EOF after the last frame.
+    let _ = shutdown_write(&socket);
 }
 
-/// Write every segment, using vectored writes when there are several.
-async fn write_all<W: AsyncWrite + Unpin>(
-    socket: &mut W,
-    mut segments: Vec<Bytes>,
-) -> std::io::Result<()> {
-    if segments.len() == 1 {
-        return socket.write_all(&segments[0]).await;
+fn shutdown_write(half: &OwnedWriteHalf) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = half.as_ref().as_raw_fd();
+    // SAFETY: `fd` is the open socket `half` owns; shutdown does not
+    // invalidate it (the stream still closes it once, on drop).
+    if unsafe { libc::shutdown(fd, libc::SHUT_WR) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
+}
+
+/// Write as much of `segments` as the socket takes without waiting: the
+/// bytes written and the segments (or parts) left over.
+fn try_write(
+    socket: &OwnedWriteHalf,
+    mut segments: Vec<Bytes>,
+) -> std::io::Result<(usize, Vec<Bytes>)> {
     let mut first = 0;
+    let mut total = 0;
     while first < segments.len() {
         let slices: Vec<IoSlice<'_>> = segments[first..]
             .iter()
-            .take(64)
+            .take(MAX_IOV)
             .map(|s| IoSlice::new(s))
             .collect();
-        let mut written = socket.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while written > 0 && first < segments.len() {
-            let len = segments[first].len();
-            if written >= len {
-                written -= len;
-                first += 1;
-            } else {
-                segments[first].advance(written);
-                written = 0;
-            }
-        }
+        let written = match socket.try_write_vectored(&slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => return Err(e),
+        };
+        total += written;
+        first = advance(&mut segments, first, written);
+    }
+    segments.drain(..first);
+    Ok((total, segments))
+}
+
+/// Write every segment, using vectored writes when there are several.
+async fn write_all(socket: &OwnedWriteHalf, mut segments: Vec<Bytes>) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < segments.len() {
+        socket.writable().await?;
+        let slices: Vec<IoSlice<'_>> = segments[first..]
+            .iter()
+            .take(MAX_IOV)
+            .map(|s| IoSlice::new(s))
+            .collect();
+        let written = match socket.try_write_vectored(&slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        first = advance(&mut segments, first, written);
     }
     Ok(())
+}
+
+/// Consume `written` bytes from `segments[first..]`; the new first index.
+fn advance(segments: &mut [Bytes], mut first: usize, mut written: usize) -> usize {
+    while written > 0 && first < segments.len() {
+        let len = segments[first].len();
+        if written >= len {
+            written -= len;
+            first += 1;
+        } else {
+            segments[first].advance(written);
+            written = 0;
+        }
+    }
+    first
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// An outbox on one end of a loopback connection, and the other end.
+    async fn pair() -> (Arc<Outbox>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (_read, write) = client.expect("connect").into_split();
+        // The read half is dropped: only the write half matters here.
+        let (peer, _) = accepted.expect("accept");
+        (Arc::new(Outbox::new(write)), peer)
+    }
+
+    async fn read_exactly(peer: &mut TcpStream, n: usize) -> Vec<u8> {
+        let mut got = vec![0; n];
+        tokio::time::timeout(Duration::from_secs(5), peer.read_exact(&mut got))
+            .await
+            .expect("bytes arrive in time")
+            .expect("read");
+        got
+    }
+
+    #[tokio::test]
+    async fn small_batch_is_written_by_the_batch_itself() {
+        let (outbox, mut peer) = pair().await;
+        // No writer task runs: only an inline write can get the bytes out.
+        let batch = Batch::open();
+        outbox.push(|f| f.put_raw(b"hello"));
+        outbox.push(|f| f.put_raw(b" world"));
+        batch.finish();
+        assert_eq!(read_exactly(&mut peer, 11).await, b"hello world");
+        assert_eq!(outbox.pending.load(Ordering::Relaxed), 0);
+        assert!(outbox.is_idle());
+    }
+
+    #[tokio::test]
+    async fn large_batch_is_left_to_the_writer() {
+        let (outbox, mut peer) = pair().await;
+        let big = vec![7u8; INLINE_MAX + 1];
+        let batch = Batch::open();
+        outbox.push(|f| f.put_raw(&big));
+        batch.finish();
+        // Still pending: the batch handed it to the (not yet running) writer.
+        assert_eq!(outbox.pending.load(Ordering::Relaxed), big.len());
+        let writer = tokio::spawn(run_writer(outbox.clone(), || {}));
+        assert_eq!(read_exactly(&mut peer, big.len()).await, big);
+        outbox.close();
+        writer.await.expect("writer ends");
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).await.expect("EOF after close");
+        assert!(rest.is_empty());
+    }
+
+    #[tokio::test]
+    async fn inline_and_writer_writes_keep_the_order_of_pushes() {
+        let (outbox, mut peer) = pair().await;
+        let writer = tokio::spawn(run_writer(outbox.clone(), || {}));
+        let mut expected = Vec::new();
+        for i in 0u32..2000 {
+            // Mix small inline batches, pushes outside any batch, and
+            // batches too large to write inline.
+            let chunk: Vec<u8> = match i % 3 {
+                2 => i.to_be_bytes().repeat(INLINE_MAX / 4 + 1),
+                _ => i.to_be_bytes().to_vec(),
+            };
+            expected.extend_from_slice(&chunk);
+            if i % 3 == 1 {
+                outbox.push(|f| f.put_raw(&chunk));
+            } else {
+                let batch = Batch::open();
+                outbox.push(|f| f.put_raw(&chunk));
+                batch.finish();
+            }
+            if i % 100 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let reading = tokio::spawn(async move {
+            let got = read_exactly(&mut peer, expected.len()).await;
+            assert!(got == expected, "bytes out of order");
+        });
+        reading.await.expect("reader");
+        outbox.close();
+        writer.await.expect("writer ends");
+    }
+
+    #[tokio::test]
+    async fn dropping_an_unfinished_batch_hands_its_outboxes_to_the_writer() {
+        let (outbox, mut peer) = pair().await;
+        let writer = tokio::spawn(run_writer(outbox.clone(), || {}));
+        {
+            let _batch = Batch::open();
+            outbox.push(|f| f.put_raw(b"abc"));
+        }
+        assert_eq!(read_exactly(&mut peer, 3).await, b"abc");
+        outbox.close();
+        writer.await.expect("writer ends");
+    }
+
+    #[test]
+    fn prepend_puts_leftovers_before_later_frames() {
+        let mut fb = FrameBuf::new();
+        fb.put_raw(b"later");
+        fb.prepend(vec![
+            Bytes::from_static(b"first "),
+            Bytes::from_static(b"then "),
+        ]);
+        assert_eq!(fb.len(), 16);
+        assert_eq!(fb.take().concat(), b"first then later");
+    }
 }

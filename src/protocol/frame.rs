@@ -167,6 +167,15 @@ impl FrameBuf {
         self.len() == 0
     }
 
+    /// Put `segments` back in front of everything else (what a write left).
+    pub fn prepend(&mut self, segments: Vec<Bytes>) {
+        if segments.is_empty() {
+            return;
+        }
+        self.len += segments.iter().map(Bytes::len).sum::<usize>();
+        self.segments.splice(0..0, segments);
+    }
+
     /// Everything written so far, in order, leaving the buffer empty.
     pub fn take(&mut self) -> Vec<Bytes> {
         let mut out = std::mem::take(&mut self.segments);

@@ -1,6 +1,6 @@
 //! The ready messages of a queue, in delivery order.
 //!
-//! A queue has one [`Level`] per priority (one in all for a queue without
+//! A queue has one `Level` per priority (one in all for a queue without
 //! `x-max-priority`); the highest non-empty level is served first, FIFO
 //! within a level. In each level the older part is in memory and the newer
 //! part, past a per-queue bound, on disk only.
