@@ -30,6 +30,7 @@
 #  [s5] persistent 1 KB, durable queue, confirms <= 1000 outstanding, manual ack
 #       (prefetch 1000, multi-ack 100)
 #  [s6] latency at a fixed 1000 msg/s, 256 B, manual ack each message: p50/p99/p99.9/max
+#  [s6-floor] the same against `perf null-broker --echo` (the client's own floor)
 #  [s7] backlog: 1M x 1 KB persistent into a durable queue (confirms <= 1000),
 #       no consumer; then drain (prefetch 1000, multi-ack 100). Rates, peak RSS.
 #  [s8] 1000 connections x 2 channels x 1 exclusive queue + 1 consumer: broker RSS
@@ -177,6 +178,21 @@ if [ -z "$RABBIT_PID" ]; then
 fi
 
 want() { [ -z "$ONLY" ] || [[ " $ONLY " == *" $1 "* ]]; }
+# [s6-floor] the s6 latency run against `perf null-broker --echo`, a server
+# that does nothing but hand each publish to the consumer's socket: what the
+# client, loopback and the wake-ups cost without any broker work.
+latency_floor() {
+    local port=5699 npid
+    "$PERF" null-broker --echo --listen "127.0.0.1:$port" --lifetime 600 2>>"$LOG" >/dev/null &
+    npid=$!
+    "$PERF" wait-ready --uri "amqp://guest:guest@127.0.0.1:$port/%2f" --timeout 10 \
+        --label null-boot 2>>"$LOG" >/dev/null || true
+    echo "== [s6-floor] null broker pid $npid" | tee -a "$LOG" >&2
+    "$PERF" latency "${WIN[@]}" --uri "amqp://guest:guest@127.0.0.1:$port/%2f" \
+        --broker-pid "$npid" --label null --rate 1000 --size 256 --prefetch 1000 \
+        --multi-ack 1 2>>"$LOG" | tag s6-floor || true
+    stop_pid "$npid" 10
+}
 tag() { sed "s/^{/{\"id\":\"$1\",/" | tee -a "$OUT"; }
 # run ID WURI WPID RURI RPID scenario-args…: Warren (A) vs RabbitMQ (B).
 run() {
@@ -203,6 +219,7 @@ if want s1 || want s2 || want s3 || want s4 || want s5 || want s6; then
         --confirm 1000 "${MANUAL[@]}"
     want s6 && run s6 "$W_URI" "$WPID" "${R[@]}" latency "${WIN[@]}" --rate 1000 --size 256 \
         --prefetch 1000 --multi-ack 1
+    want s6 && latency_floor
     stop_warren
 fi
 if want s7; then

@@ -28,6 +28,9 @@ def load(paths):
 
 
 def med(runs, id_, target, key):
+    if id_.endswith("-floor"):
+        # A single-broker run: its figures go in the Warren column.
+        target = "null" if target == "warren" else None
     vals = [
         r[key]
         for r in runs
@@ -102,6 +105,9 @@ EXTRA = [
     ("persistent: confirmed msgs/s", "s5", "confirmed_per_sec", ""),
     ("persistent: deliveries per broker CPU-s", "s5", "msgs_per_broker_cpu_s", ""),
     ("latency p50", "s6", "latency_p50_us", "us"),
+    ("latency p99 floor: same client against `perf null-broker --echo` (in the Warren column)",
+     "s6-floor", "latency_p99_us", "us"),
+    ("latency p50 floor (null broker)", "s6-floor", "latency_p50_us", "us"),
     ("latency p99.9", "s6", "latency_p999_us", "us"),
     ("latency max", "s6", "latency_max_us", "us"),
     ("backlog publish msgs/s (durable, confirms ≤ 1000)", "s7", "published_per_sec", ""),

@@ -26,6 +26,9 @@ use warren::protocol::method::{
 /// The frame-max we ask for (the broker may offer less).
 pub const CLIENT_FRAME_MAX: u32 = 131_072;
 const READ_CHUNK: usize = 256 * 1024;
+/// How long a blocking socket's read or write waits before returning, so a
+/// thread blocked on it can look for cancellation.
+pub const BLOCKING_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -459,6 +462,30 @@ pub struct Reader<R> {
 }
 
 impl<R: AsyncRead + Unpin> Reader<R> {
+    /// Read once from the socket (at least one byte, or `Eof`).
+    pub async fn fill(&mut self) -> Result<usize> {
+        self.make_room();
+        let n = self.rd.read(&mut self.buf[self.end..]).await?;
+        self.filled(n)
+    }
+}
+
+impl Reader<std::net::TcpStream> {
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.rd)
+    }
+
+    /// [`Reader::fill`] on a blocking socket. A read timeout set on the
+    /// socket comes back as an `Io` error of kind `WouldBlock`.
+    pub fn fill_blocking(&mut self) -> Result<usize> {
+        use std::io::Read;
+        self.make_room();
+        let n = self.rd.read(&mut self.buf[self.end..])?;
+        self.filled(n)
+    }
+}
+
+impl<R> Reader<R> {
     pub fn new(rd: R) -> Self {
         Reader {
             rd,
@@ -470,8 +497,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         }
     }
 
-    /// Read once from the socket (at least one byte, or `Eof`).
-    pub async fn fill(&mut self) -> Result<usize> {
+    /// Make at least `READ_CHUNK` bytes free after `end`.
+    fn make_room(&mut self) {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -484,7 +511,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 self.buf.resize(self.end + READ_CHUNK * 2, 0);
             }
         }
-        let n = self.rd.read(&mut self.buf[self.end..]).await?;
+    }
+
+    fn filled(&mut self, n: usize) -> Result<usize> {
         if n == 0 {
             return Err(ClientError::Eof);
         }
@@ -552,19 +581,46 @@ pub struct Writer<W> {
 }
 
 impl<W: AsyncWrite + Unpin> Writer<W> {
-    pub fn new(wr: W) -> Self {
-        Writer {
-            wr,
-            buf: Vec::with_capacity(128 * 1024),
-        }
-    }
-
     pub async fn flush(&mut self) -> Result<()> {
         if !self.buf.is_empty() {
             self.wr.write_all(&self.buf).await?;
             self.buf.clear();
         }
         Ok(())
+    }
+}
+
+impl Writer<std::net::TcpStream> {
+    /// [`Writer::flush`] on a blocking socket. With a write timeout set on
+    /// the socket, `give_up` is asked each time it runs out; `true` ends
+    /// the flush with a `TimedOut` error.
+    pub fn flush_blocking(&mut self, give_up: impl Fn() -> bool) -> Result<()> {
+        use std::io::Write;
+        let mut at = 0;
+        while at < self.buf.len() {
+            match self.wr.write(&self.buf[at..]) {
+                Ok(0) => return Err(io::Error::from(io::ErrorKind::WriteZero).into()),
+                Ok(n) => at += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if io_timeout(&e) => {
+                    if give_up() {
+                        return Err(io::Error::from(io::ErrorKind::TimedOut).into());
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+impl<W> Writer<W> {
+    pub fn new(wr: W) -> Self {
+        Writer {
+            wr,
+            buf: Vec::with_capacity(128 * 1024),
+        }
     }
 
     pub fn put_frames(&mut self, fb: &mut FrameBuf) {
@@ -961,6 +1017,47 @@ impl Conn {
         self.reader.unstash();
         (self.reader, self.writer)
     }
+
+    /// The halves as blocking std sockets (reads and writes time out after
+    /// [`BLOCKING_POLL`], so the caller can look for cancellation), for a
+    /// hot path that runs on its own OS thread: a thread blocked in `read` is woken by the kernel
+    /// directly, without a runtime's event loop and task hand-off between
+    /// the data arriving and the code that looks at it.
+    pub fn into_blocking(
+        self,
+    ) -> Result<(Reader<std::net::TcpStream>, Writer<std::net::TcpStream>)> {
+        let (reader, writer) = self.into_parts();
+        let Reader {
+            rd,
+            buf,
+            start,
+            end,
+            frame_max,
+            stash,
+        } = reader;
+        let stream = rd
+            .reunite(writer.wr)
+            .map_err(|e| ClientError::Protocol(format!("reuniting socket halves: {e}")))?
+            .into_std()?;
+        stream.set_nonblocking(false)?;
+        stream.set_read_timeout(Some(BLOCKING_POLL))?;
+        stream.set_write_timeout(Some(BLOCKING_POLL))?;
+        let wr = stream.try_clone()?;
+        Ok((
+            Reader {
+                rd: stream,
+                buf,
+                start,
+                end,
+                frame_max,
+                stash,
+            },
+            Writer {
+                wr,
+                buf: writer.buf,
+            },
+        ))
+    }
 }
 
 impl fmt::Debug for Conn {
@@ -971,6 +1068,25 @@ impl fmt::Debug for Conn {
     }
 }
 
+/// Discard the buffered frames up to the end of a close handshake: true at
+/// connection.close-ok, or at the broker's own connection.close (answered
+/// with close-ok in `writer`, to be flushed).
+fn close_handshake_done<R, W>(reader: &mut Reader<R>, writer: &mut Writer<W>) -> Result<bool> {
+    while let Some(frame) = reader.next_frame()? {
+        if frame.kind == FRAME_METHOD {
+            match decode_incoming(&frame)? {
+                Incoming::ConnectionCloseOk => return Ok(true),
+                Incoming::ConnectionClose(_) => {
+                    writer.put_connection_close_ok();
+                    return Ok(true);
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// Read frames until connection.close-ok (or EOF), discarding everything;
 /// answers a broker-initiated close. Used when shutting a hot connection down.
 pub async fn drain_until_close_ok<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
@@ -978,22 +1094,50 @@ pub async fn drain_until_close_ok<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     writer: &mut Writer<W>,
 ) -> Result<()> {
     loop {
-        while let Some(frame) = reader.next_frame()? {
-            if frame.kind == FRAME_METHOD {
-                match decode_incoming(&frame)? {
-                    Incoming::ConnectionCloseOk => return Ok(()),
-                    Incoming::ConnectionClose(_) => {
-                        writer.put_connection_close_ok();
-                        let _ = writer.flush().await;
-                        return Ok(());
-                    }
-                    _ => {}
-                }
-            }
+        if close_handshake_done(reader, writer)? {
+            let _ = writer.flush().await;
+            return Ok(());
         }
         match reader.fill().await {
             Ok(_) => {}
             Err(ClientError::Eof) => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Whether an error is a blocking socket's timeout running out.
+pub fn is_timeout(e: &ClientError) -> bool {
+    matches!(e, ClientError::Io(e) if io_timeout(e))
+}
+
+fn io_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// [`drain_until_close_ok`] on a blocking socket (whose read timeout must be
+/// set), given up after `limit`.
+pub fn drain_until_close_ok_blocking(
+    reader: &mut Reader<std::net::TcpStream>,
+    writer: &mut Writer<std::net::TcpStream>,
+    limit: std::time::Duration,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if close_handshake_done(reader, writer)? {
+            let _ = writer.flush_blocking(|| std::time::Instant::now() >= deadline);
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        match reader.fill_blocking() {
+            Ok(_) => {}
+            Err(ClientError::Eof) => return Ok(()),
+            Err(e) if is_timeout(&e) => {}
             Err(e) => return Err(e),
         }
     }

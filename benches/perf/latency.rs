@@ -4,12 +4,17 @@
 //! p50/p90/p99/p99.9/max in microseconds over the window. Producer and
 //! consumer share this process's monotonic clock, so no clock sync is
 //! involved. The stamp is the actual write time (not the scheduled one).
+//!
+//! Unless --client-io says otherwise, each producer and its consumer run on
+//! one OS thread (`paired`: as many producers as consumers, no confirms;
+//! otherwise `threads`), so no async runtime sits between a delivery
+//! arriving and the clock being read.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::runner::{self, Headline, Report, RunCtx};
-use crate::throughput::{Shape, start, stop};
+use crate::throughput::{ClientIo, Shape, start, stop};
 use crate::workload::LatencyRecorder;
 
 fn percentile(sorted: &[u64], p: f64) -> Option<f64> {
@@ -24,6 +29,13 @@ pub async fn run(ctx: RunCtx) -> Result<Report, String> {
     let mut shape = Shape::from_cli(&ctx, 256)?;
     if shape.rate.is_none() {
         shape.rate = Some(1000.0);
+    }
+    if ctx.cli.client_io.is_none() {
+        shape.io = if shape.producers == shape.consumers && shape.confirm.is_none() {
+            ClientIo::Paired
+        } else {
+            ClientIo::Threads
+        };
     }
     if shape.size < 8 {
         return Err("latency needs --size of at least 8 bytes for the timestamp".into());

@@ -159,6 +159,13 @@ pub struct Cli {
     /// Total publish rate in msgs/s, split over producers (latency default 1000).
     #[arg(long)]
     pub rate: Option<f64>,
+    /// How producers and consumers wait on their sockets: `tasks` (tasks on
+    /// the client runtime), `threads` (each on its own OS threads, blocked
+    /// in read, write or sleep) or `paired` (producer i and consumer i on
+    /// one OS thread waiting in ppoll; rate-limited, no confirms). Default:
+    /// paired for latency (threads if it cannot be), tasks otherwise.
+    #[arg(long, value_parser = ["threads", "tasks", "paired"])]
+    pub client_io: Option<String>,
 
     /// backlog, fill: messages to publish (default 1,000,000).
     #[arg(long)]

@@ -62,6 +62,7 @@ pub async fn fill(ctx: RunCtx) -> Result<Report, String> {
             rate: None,
             count: Some(n),
             stamp: false,
+            blocking: false,
         },
         counters.clone(),
         cancel.clone(),

@@ -14,11 +14,47 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::client::ClientError;
 use crate::runner::{self, Headline, Report, RunCtx};
 use crate::workload::{
     ConsumerCfg, Counters, ExchangeKind, LatencyRecorder, ProducerCfg, Topology,
-    control_connection, join_all, start_consumer, start_producer,
+    control_connection, join_all, open_consumer, open_producer, paired_loop, start_consumer,
+    start_producer,
 };
+
+/// How the client's producers and consumers wait on their sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientIo {
+    /// Tasks on the client's tokio runtime.
+    Tasks,
+    /// Each producer and consumer on its own OS threads, blocked in
+    /// read, write or sleep.
+    Threads,
+    /// Producer i and consumer i driven together by one OS thread that
+    /// waits in `ppoll` on both sockets (rate-limited, no confirms).
+    Paired,
+}
+
+impl ClientIo {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s {
+            "tasks" => Ok(ClientIo::Tasks),
+            "threads" => Ok(ClientIo::Threads),
+            "paired" => Ok(ClientIo::Paired),
+            other => Err(format!(
+                "--client-io {other:?}: expected tasks, threads or paired"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ClientIo::Tasks => "tasks",
+            ClientIo::Threads => "threads",
+            ClientIo::Paired => "paired",
+        }
+    }
+}
 
 /// Options a throughput-shaped scenario needs, resolved from the command line.
 pub struct Shape {
@@ -33,6 +69,7 @@ pub struct Shape {
     pub auto_ack: bool,
     pub kind: ExchangeKind,
     pub rate: Option<f64>,
+    pub io: ClientIo,
 }
 
 impl Shape {
@@ -46,7 +83,12 @@ impl Shape {
             );
             multi_ack = c.prefetch as u32;
         }
+        let io = match c.client_io.as_deref() {
+            Some(name) => ClientIo::parse(name)?,
+            None => ClientIo::Tasks,
+        };
         Ok(Shape {
+            io,
             producers: c.producers,
             consumers: c.consumers,
             queues: c.queues.max(1),
@@ -72,7 +114,8 @@ impl Shape {
             .set("multi_ack", (!self.auto_ack).then_some(self.multi_ack))
             .set("auto_ack", self.auto_ack)
             .set("exchange_type", self.kind.name())
-            .set("rate", self.rate);
+            .set("rate", self.rate)
+            .set("client_io", self.io.name());
     }
 }
 
@@ -93,6 +136,14 @@ pub async fn start(
     shape: &Shape,
     latency: Option<Arc<LatencyRecorder>>,
 ) -> Result<Running, String> {
+    if shape.io == ClientIo::Paired
+        && (shape.producers != shape.consumers || shape.rate.is_none() || shape.confirm.is_some())
+    {
+        return Err(
+            "--client-io paired needs as many producers as consumers, a --rate and no --confirm"
+                .into(),
+        );
+    }
     let uri = ctx.target.uri.clone();
     let mut ctrl = control_connection(&uri)
         .await
@@ -116,15 +167,66 @@ pub async fn start(
         producers: Vec::new(),
         consumers: Vec::new(),
     };
+    let consumer_cfg = |i: usize| ConsumerCfg {
+        queue: running.topology.consumer_queue(i).to_string(),
+        prefetch: shape.prefetch,
+        auto_ack: shape.auto_ack,
+        multi_ack: shape.multi_ack,
+        latency: latency.clone(),
+        blocking: shape.io != ClientIo::Tasks,
+    };
+    let producer_cfg = |i: usize| ProducerCfg {
+        exchange: running.topology.exchange.clone(),
+        routing_key: running.topology.routing_key(i),
+        size: shape.size,
+        persistent: shape.persistent,
+        confirm: shape.confirm,
+        rate: shape.rate.map(|r| r / shape.producers as f64),
+        count: None,
+        stamp: true,
+        blocking: shape.io != ClientIo::Tasks,
+    };
+    if shape.io == ClientIo::Paired {
+        let mut pairs = Vec::new();
+        for i in 0..shape.producers {
+            let (ccfg, pcfg) = (consumer_cfg(i), producer_cfg(i));
+            let opened = async {
+                let consumer = open_consumer(&uri, i, &ccfg).await?;
+                let (producer, template) = open_producer(&uri, i, &pcfg).await?;
+                Ok::<_, ClientError>((consumer, producer, template))
+            };
+            match opened.await {
+                Ok((consumer, producer, template)) => {
+                    pairs.push((consumer, producer, template, ccfg, pcfg))
+                }
+                Err(e) => {
+                    stop(running).await;
+                    return Err(format!("starting producer/consumer pair {i}: {e}"));
+                }
+            }
+        }
+        for (i, (consumer, producer, template, ccfg, pcfg)) in pairs.into_iter().enumerate() {
+            let (counters, cancel) = (counters.clone(), cancel.clone());
+            running.producers.push(tokio::task::spawn_blocking(move || {
+                if let Err(e) =
+                    paired_loop(producer, template, pcfg, consumer, ccfg, &counters, cancel)
+                {
+                    counters.error(&format!("producer/consumer pair {i}"), &e);
+                }
+            }));
+        }
+        return Ok(running);
+    }
     for i in 0..shape.consumers {
-        let cfg = ConsumerCfg {
-            queue: running.topology.consumer_queue(i).to_string(),
-            prefetch: shape.prefetch,
-            auto_ack: shape.auto_ack,
-            multi_ack: shape.multi_ack,
-            latency: latency.clone(),
-        };
-        match start_consumer(uri.clone(), i, cfg, counters.clone(), cancel.clone()).await {
+        match start_consumer(
+            uri.clone(),
+            i,
+            consumer_cfg(i),
+            counters.clone(),
+            cancel.clone(),
+        )
+        .await
+        {
             Ok(t) => running.consumers.push(t),
             Err(e) => {
                 stop(running).await;
@@ -133,17 +235,15 @@ pub async fn start(
         }
     }
     for i in 0..shape.producers {
-        let cfg = ProducerCfg {
-            exchange: running.topology.exchange.clone(),
-            routing_key: running.topology.routing_key(i),
-            size: shape.size,
-            persistent: shape.persistent,
-            confirm: shape.confirm,
-            rate: shape.rate.map(|r| r / shape.producers as f64),
-            count: None,
-            stamp: true,
-        };
-        match start_producer(uri.clone(), i, cfg, counters.clone(), cancel.clone()).await {
+        match start_producer(
+            uri.clone(),
+            i,
+            producer_cfg(i),
+            counters.clone(),
+            cancel.clone(),
+        )
+        .await
+        {
             Ok(t) => running.producers.push(t),
             Err(e) => {
                 stop(running).await;

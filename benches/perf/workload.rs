@@ -14,8 +14,9 @@ use tokio_util::sync::CancellationToken;
 use warren::protocol::frame::{FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
 
 use crate::client::{
-    AmqpUri, Assembler, ClientError, Conn, Incoming, PublishTemplate, Result, decode_incoming,
-    drain_until_close_ok,
+    AmqpUri, Assembler, BLOCKING_POLL, ClientError, Conn, Incoming, PublishTemplate, Reader,
+    Result, Writer, decode_incoming, drain_until_close_ok, drain_until_close_ok_blocking,
+    is_timeout,
 };
 
 /// Nanoseconds since the first call in this process: the clock producers
@@ -186,6 +187,9 @@ pub struct ProducerCfg {
     pub count: Option<u64>,
     /// Write the send time into the first 8 body bytes.
     pub stamp: bool,
+    /// Run on dedicated OS threads with a blocking socket (see
+    /// [`Conn::into_blocking`]) instead of as tasks on the client runtime.
+    pub blocking: bool,
 }
 
 /// Tracks which delivery tags the broker has confirmed.
@@ -239,16 +243,79 @@ fn flat_out_batch(template: &PublishTemplate) -> u64 {
     ((64 * 1024) / template.bytes.len().max(1)).clamp(1, 2000) as u64
 }
 
-/// Connect, open channel 1 (with confirms if asked) and return the producer
-/// task, already publishing.
-pub async fn start_producer(
-    uri: AmqpUri,
+/// What a producer's reader found in one buffer of input.
+struct ProducerInput {
+    /// Publishes newly confirmed or nacked.
+    settled: u64,
+    /// The broker answered our connection.close.
+    close_ok: bool,
+}
+
+/// Handle a producer connection's buffered input: confirms, returns, flow
+/// control notices; a close from the broker is an error.
+fn producer_input<R>(
+    reader: &mut Reader<R>,
+    tracker: &mut ConfirmTracker,
+    counters: &Counters,
+) -> Result<ProducerInput> {
+    let mut seen = ProducerInput {
+        settled: 0,
+        close_ok: false,
+    };
+    let mut nacked = 0u64;
+    while let Some(frame) = reader.next_frame()? {
+        if frame.kind != FRAME_METHOD {
+            continue;
+        }
+        match decode_incoming(&frame)? {
+            Incoming::Ack { tag, multiple } => seen.settled += tracker.settle(tag, multiple),
+            Incoming::Nack { tag, multiple } => {
+                let n = tracker.settle(tag, multiple);
+                seen.settled += n;
+                nacked += n;
+            }
+            Incoming::Return { code, text } => {
+                let first = counters.returned.fetch_add(1, Ordering::Relaxed) == 0;
+                if first {
+                    eprintln!(
+                        "[perf] message returned: {code} {}",
+                        String::from_utf8_lossy(text)
+                    );
+                }
+            }
+            Incoming::Blocked(reason) => {
+                eprintln!(
+                    "[perf] producer blocked by broker: {}",
+                    String::from_utf8_lossy(reason)
+                );
+                counters.blocked.fetch_add(1, Ordering::Relaxed);
+            }
+            Incoming::Unblocked => eprintln!("[perf] producer unblocked"),
+            Incoming::ConnectionCloseOk => {
+                seen.close_ok = true;
+                break;
+            }
+            Incoming::ConnectionClose(e) | Incoming::ChannelClose(e) => return Err(e),
+            _ => {}
+        }
+    }
+    if seen.settled > 0 {
+        counters
+            .confirmed
+            .fetch_add(seen.settled - nacked, Ordering::Relaxed);
+        counters.nacked.fetch_add(nacked, Ordering::Relaxed);
+    }
+    Ok(seen)
+}
+
+/// Connect and open channel 1 (with confirms if asked); the connection and
+/// the message it will publish.
+pub async fn open_producer(
+    uri: &AmqpUri,
     idx: usize,
-    cfg: ProducerCfg,
-    counters: Arc<Counters>,
-    cancel: CancellationToken,
-) -> Result<JoinHandle<()>> {
-    let mut conn = Conn::connect(&uri, &format!("perf-producer-{idx}")).await?;
+    cfg: &ProducerCfg,
+) -> Result<(Conn, PublishTemplate)> {
+    let mut conn = Conn::connect(uri, &format!("perf-producer-{idx}")).await?;
     conn.channel_open(1).await?;
     if cfg.confirm.is_some() {
         conn.confirm_select(1).await?;
@@ -261,12 +328,92 @@ pub async fn start_producer(
         cfg.persistent,
         conn.frame_max,
     );
+    Ok((conn, template))
+}
+
+/// Connect, open channel 1 (with confirms if asked) and return the producer
+/// task, already publishing.
+pub async fn start_producer(
+    uri: AmqpUri,
+    idx: usize,
+    cfg: ProducerCfg,
+    counters: Arc<Counters>,
+    cancel: CancellationToken,
+) -> Result<JoinHandle<()>> {
+    let (conn, template) = open_producer(&uri, idx, &cfg).await?;
+    let who = format!("producer {idx}");
+    if cfg.blocking {
+        return Ok(tokio::task::spawn_blocking(move || {
+            if let Err(e) = producer_loop_blocking(conn, template, cfg, &counters, cancel) {
+                counters.error(&who, &e);
+            }
+        }));
+    }
     Ok(tokio::spawn(async move {
-        let who = format!("producer {idx}");
         if let Err(e) = producer_loop(conn, template, cfg, &counters, cancel).await {
             counters.error(&who, &e);
         }
     }))
+}
+
+/// What a producer does next.
+enum Step {
+    /// Publish this many messages in one write.
+    Publish(u64),
+    /// The rate says the next message is due then.
+    SleepUntil(Instant),
+    /// As many publishes are unconfirmed as allowed.
+    AwaitConfirms,
+    /// The count is reached.
+    Finished,
+}
+
+/// The publishing schedule: flat out in batches of about 64 KiB, or at a
+/// fixed rate, with at most `confirm` unconfirmed, up to `count`.
+struct Pacer {
+    rate: Option<f64>,
+    confirm: Option<u32>,
+    count: Option<u64>,
+    batch_max: u64,
+    start: Instant,
+}
+
+impl Pacer {
+    fn new(cfg: &ProducerCfg, template: &PublishTemplate) -> Self {
+        Pacer {
+            rate: cfg.rate,
+            confirm: cfg.confirm,
+            count: cfg.count,
+            batch_max: flat_out_batch(template),
+            start: Instant::now(),
+        }
+    }
+
+    fn next(&self, published: u64, settled: u64) -> Step {
+        if self.count.is_some_and(|c| published >= c) {
+            return Step::Finished;
+        }
+        let mut n = self.batch_max;
+        if let Some(rate) = self.rate {
+            let due = (self.start.elapsed().as_secs_f64() * rate) as u64;
+            if due <= published {
+                let next = self.start + Duration::from_secs_f64((published + 1) as f64 / rate);
+                return Step::SleepUntil(next);
+            }
+            n = n.min(due - published);
+        }
+        if let Some(max) = self.confirm {
+            let outstanding = published - settled;
+            if outstanding >= max as u64 {
+                return Step::AwaitConfirms;
+            }
+            n = n.min(max as u64 - outstanding);
+        }
+        if let Some(c) = self.count {
+            n = n.min(c - published);
+        }
+        Step::Publish(n)
+    }
 }
 
 async fn producer_loop(
@@ -292,52 +439,13 @@ async fn producer_loop(
             let mut tracker = ConfirmTracker::new();
             let result: Result<()> = async {
                 loop {
-                    let mut newly = 0u64;
-                    let mut nacked = 0u64;
-                    while let Some(frame) = reader.next_frame()? {
-                        if frame.kind != FRAME_METHOD {
-                            continue;
-                        }
-                        match decode_incoming(&frame)? {
-                            Incoming::Ack { tag, multiple } => {
-                                newly += tracker.settle(tag, multiple)
-                            }
-                            Incoming::Nack { tag, multiple } => {
-                                let n = tracker.settle(tag, multiple);
-                                newly += n;
-                                nacked += n;
-                            }
-                            Incoming::Return { code, text } => {
-                                let first = counters.returned.fetch_add(1, Ordering::Relaxed) == 0;
-                                if first {
-                                    eprintln!(
-                                        "[perf] message returned: {code} {}",
-                                        String::from_utf8_lossy(text)
-                                    );
-                                }
-                            }
-                            Incoming::Blocked(reason) => {
-                                eprintln!(
-                                    "[perf] producer blocked by broker: {}",
-                                    String::from_utf8_lossy(reason)
-                                );
-                                counters.blocked.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Incoming::Unblocked => eprintln!("[perf] producer unblocked"),
-                            Incoming::ConnectionCloseOk => return Ok(()),
-                            Incoming::ConnectionClose(e) | Incoming::ChannelClose(e) => {
-                                return Err(e);
-                            }
-                            _ => {}
-                        }
-                    }
-                    if newly > 0 {
-                        settled.fetch_add(newly, Ordering::Release);
-                        counters
-                            .confirmed
-                            .fetch_add(newly - nacked, Ordering::Relaxed);
-                        counters.nacked.fetch_add(nacked, Ordering::Relaxed);
+                    let seen = producer_input(&mut reader, &mut tracker, &counters)?;
+                    if seen.settled > 0 {
+                        settled.fetch_add(seen.settled, Ordering::Release);
                         wake.notify_one();
+                    }
+                    if seen.close_ok {
+                        return Ok(());
                     }
                     reader.fill().await?;
                 }
@@ -349,33 +457,23 @@ async fn producer_loop(
         })
     };
 
-    let batch_max = flat_out_batch(&template);
+    let pacer = Pacer::new(&cfg, &template);
     let mut published = 0u64;
-    let start = Instant::now();
     let mut aborted = false;
     loop {
         if cancel.is_cancelled() || reader_done.is_cancelled() {
             break;
         }
-        if cfg.count.is_some_and(|c| published >= c) {
-            break;
-        }
-        let mut n = batch_max;
-        if let Some(rate) = cfg.rate {
-            let due = (start.elapsed().as_secs_f64() * rate) as u64;
-            if due <= published {
-                let next = start + Duration::from_secs_f64((published + 1) as f64 / rate);
+        let n = match pacer.next(published, settled.load(Ordering::Acquire)) {
+            Step::Finished => break,
+            Step::SleepUntil(next) => {
                 tokio::select! {
                     _ = tokio::time::sleep_until(next.into()) => {}
                     _ = cancel.cancelled() => break,
                 }
                 continue;
             }
-            n = n.min(due - published);
-        }
-        if let Some(max) = cfg.confirm {
-            let outstanding = published - settled.load(Ordering::Acquire);
-            if outstanding >= max as u64 {
+            Step::AwaitConfirms => {
                 tokio::select! {
                     _ = wake.notified() => {}
                     _ = cancel.cancelled() => break,
@@ -383,11 +481,8 @@ async fn producer_loop(
                 }
                 continue;
             }
-            n = n.min(max as u64 - outstanding);
-        }
-        if let Some(c) = cfg.count {
-            n = n.min(c - published);
-        }
+            Step::Publish(n) => n,
+        };
         let stamp = cfg.stamp.then(now_ns);
         template.append(&mut writer.buf, n as usize, stamp);
         tokio::select! {
@@ -430,6 +525,112 @@ async fn producer_loop(
     }
 }
 
+/// The producer on dedicated OS threads with blocking sockets: this thread
+/// sleeps until a message is due and writes it; a second thread reads
+/// confirms and whatever else the broker sends.
+fn producer_loop_blocking(
+    conn: Conn,
+    template: PublishTemplate,
+    cfg: ProducerCfg,
+    counters: &Arc<Counters>,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let (mut reader, mut writer) = conn.into_blocking()?;
+    let settled = Arc::new(AtomicU64::new(0));
+    let reader_done = Arc::new(AtomicBool::new(false));
+    // Set once connection.close is sent: the reader waits a bounded time
+    // for close-ok from then on.
+    let closing = Arc::new(AtomicBool::new(false));
+    let me = std::thread::current();
+    let reader_thread = {
+        let settled = settled.clone();
+        let reader_done = reader_done.clone();
+        let closing = closing.clone();
+        let counters = counters.clone();
+        std::thread::Builder::new()
+            .name("perf-producer-reader".into())
+            .spawn(move || {
+                let mut tracker = ConfirmTracker::new();
+                let mut close_deadline = None;
+                let result = loop {
+                    let seen = match producer_input(&mut reader, &mut tracker, &counters) {
+                        Ok(seen) => seen,
+                        Err(e) => break Err(e),
+                    };
+                    if seen.settled > 0 {
+                        settled.fetch_add(seen.settled, Ordering::Release);
+                        me.unpark();
+                    }
+                    if seen.close_ok {
+                        break Ok(());
+                    }
+                    if closing.load(Ordering::Acquire) {
+                        let deadline = *close_deadline
+                            .get_or_insert_with(|| Instant::now() + Duration::from_secs(3));
+                        if Instant::now() >= deadline {
+                            break Ok(());
+                        }
+                    }
+                    match reader.fill_blocking() {
+                        Ok(_) => {}
+                        Err(e) if is_timeout(&e) => {}
+                        Err(e) => break Err(e),
+                    }
+                };
+                reader_done.store(true, Ordering::Release);
+                me.unpark();
+                result
+            })?
+    };
+
+    let pacer = Pacer::new(&cfg, &template);
+    let mut published = 0u64;
+    while !cancel.is_cancelled() && !reader_done.load(Ordering::Acquire) {
+        let n = match pacer.next(published, settled.load(Ordering::Acquire)) {
+            Step::Finished => break,
+            Step::SleepUntil(next) => {
+                let wait = next.saturating_duration_since(Instant::now());
+                std::thread::sleep(wait.min(BLOCKING_POLL));
+                continue;
+            }
+            Step::AwaitConfirms => {
+                std::thread::park_timeout(BLOCKING_POLL);
+                continue;
+            }
+            Step::Publish(n) => n,
+        };
+        let stamp = cfg.stamp.then(now_ns);
+        template.append(&mut writer.buf, n as usize, stamp);
+        writer.flush_blocking(|| cancel.is_cancelled())?;
+        published += n;
+        counters.published.fetch_add(n, Ordering::Relaxed);
+    }
+
+    // With confirms and a count, wait (bounded) for the last confirms.
+    if cfg.count.is_some() && cfg.confirm.is_some() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while settled.load(Ordering::Acquire) < published
+            && Instant::now() < deadline
+            && !reader_done.load(Ordering::Acquire)
+            && !cancel.is_cancelled()
+        {
+            std::thread::park_timeout(BLOCKING_POLL);
+        }
+    }
+    if !reader_done.load(Ordering::Acquire) {
+        writer.buf.clear();
+        writer.put_connection_close();
+        let limit = Instant::now() + Duration::from_secs(2);
+        let sent = writer.flush_blocking(|| Instant::now() >= limit);
+        closing.store(true, Ordering::Release);
+        sent?;
+    }
+    closing.store(true, Ordering::Release);
+    reader_thread
+        .join()
+        .unwrap_or_else(|_| Err(ClientError::Protocol("producer reader panicked".into())))
+}
+
 // ---------------------------------------------------------------------------
 // Consumer
 
@@ -441,6 +642,20 @@ pub struct ConsumerCfg {
     /// Ack every N deliveries with multiple=true (1: one ack per message).
     pub multi_ack: u32,
     pub latency: Option<Arc<LatencyRecorder>>,
+    /// Run on a dedicated OS thread with a blocking socket (see
+    /// [`Conn::into_blocking`]) instead of as a task on the client runtime.
+    pub blocking: bool,
+}
+
+/// Connect, set qos and start consuming; returns once consume-ok arrived.
+pub async fn open_consumer(uri: &AmqpUri, idx: usize, cfg: &ConsumerCfg) -> Result<Conn> {
+    let mut conn = Conn::connect(uri, &format!("perf-consumer-{idx}")).await?;
+    conn.channel_open(1).await?;
+    if !cfg.auto_ack && cfg.prefetch > 0 {
+        conn.basic_qos(1, cfg.prefetch, false).await?;
+    }
+    conn.basic_consume(1, &cfg.queue, cfg.auto_ack).await?;
+    Ok(conn)
 }
 
 /// Connect, set qos and start consuming; returns once consume-ok arrived,
@@ -452,48 +667,72 @@ pub async fn start_consumer(
     counters: Arc<Counters>,
     cancel: CancellationToken,
 ) -> Result<JoinHandle<()>> {
-    let mut conn = Conn::connect(&uri, &format!("perf-consumer-{idx}")).await?;
-    conn.channel_open(1).await?;
-    if !cfg.auto_ack && cfg.prefetch > 0 {
-        conn.basic_qos(1, cfg.prefetch, false).await?;
+    let conn = open_consumer(&uri, idx, &cfg).await?;
+    let who = format!("consumer {idx}");
+    if cfg.blocking {
+        return Ok(tokio::task::spawn_blocking(move || {
+            if let Err(e) = consumer_loop_blocking(conn, cfg, &counters, cancel) {
+                counters.error(&who, &e);
+            }
+        }));
     }
-    conn.basic_consume(1, &cfg.queue, cfg.auto_ack).await?;
     Ok(tokio::spawn(async move {
-        let who = format!("consumer {idx}");
         if let Err(e) = consumer_loop(conn, cfg, &counters, cancel).await {
             counters.error(&who, &e);
         }
     }))
 }
 
-async fn consumer_loop(
-    conn: Conn,
-    cfg: ConsumerCfg,
-    counters: &Counters,
-    cancel: CancellationToken,
-) -> Result<()> {
-    let (mut reader, mut writer) = conn.into_parts();
-    let mut asm = Assembler::default();
-    let multi = cfg.multi_ack.max(1);
-    let mut unacked = 0u32;
-    let mut lat_local: Vec<u64> = Vec::new();
-    loop {
-        let mut count = 0u64;
-        let record = cfg
+/// What a consumer keeps between reads: the message being reassembled, the
+/// acks owed, and latency samples not yet handed to the recorder.
+struct ConsumerState<'a> {
+    cfg: &'a ConsumerCfg,
+    counters: &'a Counters,
+    asm: Assembler,
+    multi: u32,
+    unacked: u32,
+    lat_local: Vec<u64>,
+}
+
+impl<'a> ConsumerState<'a> {
+    fn new(cfg: &'a ConsumerCfg, counters: &'a Counters) -> Self {
+        ConsumerState {
+            cfg,
+            counters,
+            asm: Assembler::default(),
+            multi: cfg.multi_ack.max(1),
+            unacked: 0,
+            lat_local: Vec::new(),
+        }
+    }
+
+    /// Whether arrivals are being timed right now.
+    fn recording(&self) -> bool {
+        self.cfg
             .latency
             .as_ref()
-            .is_some_and(|l| l.recording.load(Ordering::Relaxed));
-        let now = if record { now_ns() } else { 0 };
+            .is_some_and(|l| l.recording.load(Ordering::Relaxed))
+    }
+
+    /// Handle every complete frame in `reader` (read at `now`, in ns, when
+    /// recording), queueing acks and heartbeats in `writer`.
+    fn absorb<R, W>(
+        &mut self,
+        reader: &mut Reader<R>,
+        writer: &mut Writer<W>,
+        now: Option<u64>,
+    ) -> Result<()> {
+        let mut count = 0u64;
         while let Some(frame) = reader.next_frame()? {
             let delivery = match frame.kind {
-                FRAME_HEADER | FRAME_BODY => asm.content(&frame)?,
+                FRAME_HEADER | FRAME_BODY => self.asm.content(&frame)?,
                 FRAME_METHOD => {
                     match decode_incoming(&frame)? {
                         Incoming::Deliver { tag, redelivered } => {
                             if redelivered {
-                                counters.redelivered.fetch_add(1, Ordering::Relaxed);
+                                self.counters.redelivered.fetch_add(1, Ordering::Relaxed);
                             }
-                            asm.deliver(frame.channel, tag)
+                            self.asm.deliver(frame.channel, tag)
                         }
                         Incoming::ConnectionClose(e) | Incoming::ChannelClose(e) => {
                             return Err(e);
@@ -515,26 +754,41 @@ async fn consumer_loop(
             };
             if let Some(d) = delivery {
                 count += 1;
-                if record && let Some(ts) = d.stamp() {
-                    lat_local.push(now.saturating_sub(ts));
+                if let (Some(now), Some(ts)) = (now, d.stamp()) {
+                    self.lat_local.push(now.saturating_sub(ts));
                 }
-                if !cfg.auto_ack {
-                    unacked += 1;
-                    if unacked >= multi {
-                        writer.put_ack(d.channel, d.tag, multi > 1);
-                        unacked = 0;
+                if !self.cfg.auto_ack {
+                    self.unacked += 1;
+                    if self.unacked >= self.multi {
+                        writer.put_ack(d.channel, d.tag, self.multi > 1);
+                        self.unacked = 0;
                     }
                 }
             }
         }
         if count > 0 {
-            counters.consumed.fetch_add(count, Ordering::Relaxed);
+            self.counters.consumed.fetch_add(count, Ordering::Relaxed);
         }
-        if !lat_local.is_empty()
-            && let Some(l) = &cfg.latency
+        if !self.lat_local.is_empty()
+            && let Some(l) = &self.cfg.latency
         {
-            l.samples.lock().append(&mut lat_local);
+            l.samples.lock().append(&mut self.lat_local);
         }
+        Ok(())
+    }
+}
+
+async fn consumer_loop(
+    conn: Conn,
+    cfg: ConsumerCfg,
+    counters: &Counters,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let (mut reader, mut writer) = conn.into_parts();
+    let mut state = ConsumerState::new(&cfg, counters);
+    loop {
+        let now = state.recording().then(now_ns);
+        state.absorb(&mut reader, &mut writer, now)?;
         writer.flush().await?;
         tokio::select! {
             r = reader.fill() => { r?; }
@@ -551,6 +805,118 @@ async fn consumer_loop(
     )
     .await;
     Ok(())
+}
+
+/// The consumer on its own OS thread with a blocking socket: the kernel
+/// wakes it as the delivery arrives and the arrival time is read first.
+fn consumer_loop_blocking(
+    conn: Conn,
+    cfg: ConsumerCfg,
+    counters: &Counters,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let (mut reader, mut writer) = conn.into_blocking()?;
+    let mut state = ConsumerState::new(&cfg, counters);
+    let mut now = None;
+    while !cancel.is_cancelled() {
+        state.absorb(&mut reader, &mut writer, now)?;
+        writer.flush_blocking(|| cancel.is_cancelled())?;
+        match reader.fill_blocking() {
+            Ok(_) => now = state.recording().then(now_ns),
+            Err(e) if is_timeout(&e) => now = None,
+            Err(e) => return Err(e),
+        }
+    }
+    writer.buf.clear();
+    writer.put_connection_close();
+    let limit = Instant::now() + Duration::from_secs(2);
+    writer.flush_blocking(|| Instant::now() >= limit)?;
+    drain_until_close_ok_blocking(&mut reader, &mut writer, Duration::from_secs(3))
+}
+
+/// A producer and a consumer driven by one OS thread, as a single-threaded
+/// client would: it writes a publish when one is due and otherwise waits in
+/// `ppoll` on both sockets until the next publish is due. The thread that
+/// sent a message is the one the broker's delivery wakes. For rate-limited
+/// publishing without confirms.
+pub fn paired_loop(
+    producer: Conn,
+    template: PublishTemplate,
+    pcfg: ProducerCfg,
+    consumer: Conn,
+    ccfg: ConsumerCfg,
+    counters: &Counters,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let (mut p_reader, mut p_writer) = producer.into_blocking()?;
+    let (mut reader, mut writer) = consumer.into_blocking()?;
+    let pacer = Pacer::new(&pcfg, &template);
+    let mut state = ConsumerState::new(&ccfg, counters);
+    let mut tracker = ConfirmTracker::new();
+    let mut published = 0u64;
+    while !cancel.is_cancelled() {
+        let wait = match pacer.next(published, published) {
+            Step::Finished => break,
+            Step::Publish(n) => {
+                let stamp = pcfg.stamp.then(now_ns);
+                template.append(&mut p_writer.buf, n as usize, stamp);
+                p_writer.flush_blocking(|| cancel.is_cancelled())?;
+                published += n;
+                counters.published.fetch_add(n, Ordering::Relaxed);
+                continue;
+            }
+            Step::SleepUntil(next) => next.saturating_duration_since(Instant::now()),
+            Step::AwaitConfirms => BLOCKING_POLL,
+        };
+        let [consumer_ready, producer_ready] = poll_readable([&reader, &p_reader], wait)?;
+        if consumer_ready {
+            reader.fill_blocking()?;
+            let now = state.recording().then(now_ns);
+            state.absorb(&mut reader, &mut writer, now)?;
+            writer.flush_blocking(|| cancel.is_cancelled())?;
+        }
+        if producer_ready {
+            // A close or a flow notice.
+            p_reader.fill_blocking()?;
+            producer_input(&mut p_reader, &mut tracker, counters)?;
+        }
+    }
+    let limit = Instant::now() + Duration::from_secs(2);
+    for w in [&mut p_writer, &mut writer] {
+        w.buf.clear();
+        w.put_connection_close();
+        w.flush_blocking(|| Instant::now() >= limit)?;
+    }
+    drain_until_close_ok_blocking(&mut p_reader, &mut p_writer, Duration::from_secs(3))?;
+    drain_until_close_ok_blocking(&mut reader, &mut writer, Duration::from_secs(3))
+}
+
+/// Wait up to `timeout` (nanosecond precision) for input on either socket;
+/// which ones have some (or are closed).
+fn poll_readable(
+    sockets: [&Reader<std::net::TcpStream>; 2],
+    timeout: Duration,
+) -> Result<[bool; 2]> {
+    let mut fds = sockets.map(|r| libc::pollfd {
+        fd: r.raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `fds` is a valid array of two pollfd for the duration of the
+    // call, `ts` a valid timespec, and no signal mask is passed.
+    let n = unsafe { libc::ppoll(fds.as_mut_ptr(), 2, &ts, std::ptr::null()) };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() == std::io::ErrorKind::Interrupted {
+            return Ok([false, false]);
+        }
+        return Err(e.into());
+    }
+    Ok(fds.map(|f| f.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0))
 }
 
 /// Wait for tasks to finish, aborting stragglers after `limit`.
