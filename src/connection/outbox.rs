@@ -348,16 +348,8 @@ fn try_write(
     let mut first = 0;
     let mut total = 0;
     while first < segments.len() {
-        let slices: Vec<IoSlice<'_>> = segments[first..]
-            .iter()
-            .take(MAX_IOV)
-            .map(|s| IoSlice::new(s))
-            .collect();
-        let written = match socket.try_write_vectored(&slices) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
+        let Some(written) = write_some(socket, &segments[first..])? else {
+            break;
         };
         total += written;
         first = advance(&mut segments, first, written);
@@ -371,20 +363,27 @@ async fn write_all(socket: &OwnedWriteHalf, mut segments: Vec<Bytes>) -> std::io
     let mut first = 0;
     while first < segments.len() {
         socket.writable().await?;
-        let slices: Vec<IoSlice<'_>> = segments[first..]
-            .iter()
-            .take(MAX_IOV)
-            .map(|s| IoSlice::new(s))
-            .collect();
-        let written = match socket.try_write_vectored(&slices) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return Err(e),
-        };
-        first = advance(&mut segments, first, written);
+        if let Some(written) = write_some(socket, &segments[first..])? {
+            first = advance(&mut segments, first, written);
+        }
     }
     Ok(())
+}
+
+/// One non-blocking vectored write of (the first `MAX_IOV` of) `segments`:
+/// the bytes written, or `None` when the socket takes nothing now.
+fn write_some(socket: &OwnedWriteHalf, segments: &[Bytes]) -> std::io::Result<Option<usize>> {
+    let slices: Vec<IoSlice<'_>> = segments
+        .iter()
+        .take(MAX_IOV)
+        .map(|s| IoSlice::new(s))
+        .collect();
+    match socket.try_write_vectored(&slices) {
+        Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
+        Ok(n) => Ok(Some(n)),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Consume `written` bytes from `segments[first..]`; the new first index.
