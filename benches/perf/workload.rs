@@ -855,6 +855,7 @@ pub fn paired_loop(
     let mut tracker = ConfirmTracker::new();
     let mut published = 0u64;
     while !cancel.is_cancelled() {
+        // No confirms here: nothing is ever outstanding.
         let wait = match pacer.next(published, published) {
             Step::Finished => break,
             Step::Publish(n) => {
