@@ -188,7 +188,7 @@ impl Outbox {
         if self.is_closed() || self.starved.load(Ordering::Relaxed) {
             return self.wake_writer.notify_one();
         }
-        let (batch, socket) = {
+        let (total, batch, socket) = {
             let mut p = self.pending_frames.lock();
             if p.writing || p.frames.is_empty() {
                 // The writer has it (or already wrote it).
@@ -202,9 +202,8 @@ impl Outbox {
                 return self.wake_writer.notify_one();
             }
             p.writing = true;
-            (p.frames.take(), socket)
+            (p.frames.len(), p.frames.take(), socket)
         };
-        let total: usize = batch.iter().map(Bytes::len).sum();
         let (written, unwritten) = match try_write(&socket, batch) {
             Ok(progress) => progress,
             Err(_) => {
@@ -220,9 +219,16 @@ impl Outbox {
     }
 }
 
+/// The outboxes a batch on this thread deferred. The list keeps its
+/// capacity from batch to batch.
+#[derive(Default)]
+struct Deferred {
+    open: bool,
+    outboxes: Vec<Arc<Outbox>>,
+}
+
 thread_local! {
-    /// The outboxes a batch on this thread deferred, while one is open.
-    static BATCH: RefCell<Option<Vec<Arc<Outbox>>>> = const { RefCell::new(None) };
+    static BATCH: RefCell<Deferred> = RefCell::default();
 }
 
 /// A batch of input being handled on this thread (see the module
@@ -235,12 +241,7 @@ pub struct Batch {
 
 impl Batch {
     pub fn open() -> Batch {
-        BATCH.with(|b| {
-            let mut b = b.borrow_mut();
-            if b.is_none() {
-                *b = Some(Vec::new());
-            }
-        });
+        BATCH.with(|b| b.borrow_mut().open = true);
         Batch {
             _not_send: std::marker::PhantomData,
         }
@@ -248,32 +249,38 @@ impl Batch {
 
     /// Write every deferred outbox (inline when small, else by its writer).
     pub fn finish(self) {
-        for outbox in Batch::take() {
-            outbox.flush_inline();
-        }
+        Batch::close(Outbox::flush_inline);
     }
 
     /// Remember `outbox` for the end of the open batch; false with none open.
     fn defer(outbox: &Arc<Outbox>) -> bool {
-        BATCH.with(|b| match b.borrow_mut().as_mut() {
-            Some(list) => {
-                list.push(outbox.clone());
-                true
+        BATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.open {
+                b.outboxes.push(outbox.clone());
             }
-            None => false,
+            b.open
         })
     }
 
-    fn take() -> Vec<Arc<Outbox>> {
-        BATCH.with(|b| b.borrow_mut().take()).unwrap_or_default()
+    /// End the batch, handing each deferred outbox to `flush`.
+    fn close(flush: impl Fn(&Outbox)) {
+        let mut outboxes = BATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            b.open = false;
+            std::mem::take(&mut b.outboxes)
+        });
+        for outbox in outboxes.drain(..) {
+            flush(&outbox);
+        }
+        BATCH.with(|b| b.borrow_mut().outboxes = outboxes);
     }
 }
 
 impl Drop for Batch {
     fn drop(&mut self) {
-        for outbox in Batch::take() {
-            outbox.wake_writer.notify_one();
-        }
+        // After `finish` nothing is left; otherwise the writers take over.
+        Batch::close(|outbox| outbox.wake_writer.notify_one());
     }
 }
 
@@ -373,12 +380,12 @@ async fn write_all(socket: &OwnedWriteHalf, mut segments: Vec<Bytes>) -> std::io
 /// One non-blocking vectored write of (the first `MAX_IOV` of) `segments`:
 /// the bytes written, or `None` when the socket takes nothing now.
 fn write_some(socket: &OwnedWriteHalf, segments: &[Bytes]) -> std::io::Result<Option<usize>> {
-    let slices: Vec<IoSlice<'_>> = segments
-        .iter()
-        .take(MAX_IOV)
-        .map(|s| IoSlice::new(s))
-        .collect();
-    match socket.try_write_vectored(&slices) {
+    let mut slices = [IoSlice::new(&[]); MAX_IOV];
+    let n = segments.len().min(MAX_IOV);
+    for (slice, segment) in slices.iter_mut().zip(segments) {
+        *slice = IoSlice::new(segment);
+    }
+    match socket.try_write_vectored(&slices[..n]) {
         Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
         Ok(n) => Ok(Some(n)),
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),

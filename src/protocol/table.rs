@@ -149,7 +149,6 @@ pub fn check_method_tables(class_id: u16, method_id: u16, args: &[u8]) -> Result
     Ok(())
 }
 
-/// RabbitMQ's name for a value's type, as its error texts print it.
 /// `table` without the entry `name`.
 pub fn without(table: &FieldTable, name: &str) -> FieldTable {
     let mut kept = FieldTable::default();
@@ -161,6 +160,7 @@ pub fn without(table: &FieldTable, name: &str) -> FieldTable {
     kept
 }
 
+/// RabbitMQ's name for a value's type, as its error texts print it.
 pub fn type_name(value: &AMQPValue) -> &'static str {
     match value {
         AMQPValue::Boolean(_) => "bool",

@@ -448,11 +448,13 @@ mod tests {
     use super::*;
     use crate::protocol::Properties;
 
-    fn temp_store(name: &str) -> (std::path::PathBuf, Arc<Store>) {
+    /// A fresh store in a temporary directory and durable queue `id` in it.
+    fn temp_storage(name: &str, id: u64) -> (std::path::PathBuf, Arc<Store>, Arc<QueueStorage>) {
         let dir = std::env::temp_dir().join(format!("warren-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let store = Store::open(&dir, false, 1 << 20).expect("store opens");
-        (dir, store)
+        let storage = QueueStorage::new(store.clone(), id, true).expect("queue storage");
+        (dir, store, storage)
     }
 
     fn persistent(seq: u64) -> QueuedMessage {
@@ -482,8 +484,7 @@ mod tests {
 
     #[test]
     fn a_run_is_read_in_order_past_other_keys_and_missing_ones() {
-        let (dir, store) = temp_store("page-in-run");
-        let storage = QueueStorage::new(store.clone(), 7, true).expect("queue storage");
+        let (dir, store, storage) = temp_storage("page-in-run", 7);
         for seq in 1..=8 {
             let m = persistent(seq);
             assert_eq!(
@@ -521,8 +522,7 @@ mod tests {
 
     #[test]
     fn a_recovered_reference_keeps_the_size_and_priority_of_its_message() {
-        let (dir, store) = temp_store("recover-shared");
-        let storage = QueueStorage::new(store.clone(), 11, true).expect("queue storage");
+        let (dir, store, storage) = temp_storage("recover-shared", 11);
         // delivery-mode 2, priority 5
         let props = Properties::parse(Bytes::from(vec![0x18, 0, 2, 5])).expect("properties");
         let mut message = Message::new(
@@ -551,8 +551,7 @@ mod tests {
 
     #[test]
     fn settled_messages_are_gone_from_disk_once_the_store_closes() {
-        let (dir, store) = temp_store("reaper");
-        let storage = QueueStorage::new(store.clone(), 9, true).expect("queue storage");
+        let (dir, store, storage) = temp_storage("reaper", 9);
         let messages: Vec<QueuedMessage> = (1..=100).map(persistent).collect();
         for m in &messages {
             storage.persist(m.seq, &m.message, None, false);
