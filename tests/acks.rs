@@ -6,22 +6,11 @@ use std::time::Duration;
 
 use common::raw::{self, RawConn};
 use common::*;
-use futures_lite::{Stream, StreamExt};
+use futures_lite::StreamExt;
 use lapin::message::{BasicGetMessage, Delivery};
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, Consumer, Event};
-
-/// The next error the connection reports (a channel or connection close).
-async fn next_error(events: &mut (impl Stream<Item = Event> + Unpin)) -> lapin::Error {
-    loop {
-        match within(5, events.next()).await {
-            Some(Event::Error(e)) => return e,
-            Some(_) => continue,
-            None => panic!("event stream ended without an error"),
-        }
-    }
-}
+use lapin::{BasicProperties, Channel, Connection, Consumer};
 
 /// Assert an error carries exactly this reply code and text.
 #[track_caller]

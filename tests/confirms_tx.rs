@@ -636,13 +636,7 @@ async fn acking_a_tag_twice_inside_a_tx_fails_at_the_second_ack() {
     let tag = m.delivery.delivery_tag;
     tx.basic_ack(tag, BasicAckOptions::default()).await.unwrap();
     tx.basic_ack(tag, BasicAckOptions::default()).await.unwrap();
-    let err = loop {
-        match within(5, events.next()).await {
-            Some(lapin::Event::Error(e)) => break e,
-            Some(_) => continue,
-            None => panic!("no error event"),
-        }
-    };
+    let err = next_error(&mut events).await;
     assert_eq!(
         (reply_code(&err), reply_text(&err).as_deref()),
         (

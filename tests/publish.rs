@@ -7,26 +7,15 @@ use std::time::Duration;
 
 use common::raw::{self, RawConn, RawFrame};
 use common::*;
-use futures_lite::{Stream, StreamExt};
+use futures_lite::StreamExt;
 use lapin::options::*;
 use lapin::types::{AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, Connection, Event};
+use lapin::{BasicProperties, Channel, Connection};
 
 /// A body whose bytes differ from their neighbours, so that lost, repeated
 /// or reordered chunks show up.
 fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
-}
-
-/// The next error the connection reports (a channel or connection close).
-async fn next_error(events: &mut (impl Stream<Item = Event> + Unpin)) -> lapin::Error {
-    loop {
-        match within(5, events.next()).await {
-            Some(Event::Error(e)) => return e,
-            Some(_) => continue,
-            None => panic!("event stream ended without an error"),
-        }
-    }
 }
 
 /// Assert an error carries exactly this reply code and text.

@@ -5,11 +5,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures_lite::{Stream, StreamExt};
+use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer, Event};
+use lapin::{BasicProperties, Channel, Confirmation, Connection, Consumer};
 
 const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 
@@ -23,17 +23,6 @@ fn assert_exact_error<T: std::fmt::Debug>(result: lapin::Result<T>, code: u16, t
             (Some(code), Some(text)),
             "error was {e:?}"
         ),
-    }
-}
-
-/// The next error the connection reports.
-async fn next_error(events: &mut (impl Stream<Item = Event> + Unpin)) -> lapin::Error {
-    loop {
-        match within(5, events.next()).await {
-            Some(Event::Error(e)) => return e,
-            Some(_) => continue,
-            None => panic!("event stream ended without an error"),
-        }
     }
 }
 

@@ -6,11 +6,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use futures_lite::{Stream, StreamExt};
+use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Connection, Consumer, Event};
+use lapin::{BasicProperties, Channel, Connection, Consumer};
 
 fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
     let mut t = FieldTable::default();
@@ -188,17 +188,6 @@ async fn delete_queue(conn: &Connection, queue: &str) {
         .await
         .expect("queue.delete");
     ch.close(200, "bye".into()).await.unwrap();
-}
-
-/// The next error the connection reports.
-async fn next_error(events: &mut (impl Stream<Item = Event> + Unpin)) -> lapin::Error {
-    loop {
-        match within(5, events.next()).await {
-            Some(Event::Error(e)) => return e,
-            Some(_) => continue,
-            None => panic!("event stream ended without an error"),
-        }
-    }
 }
 
 // ---- x-message-ttl ----

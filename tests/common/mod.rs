@@ -204,3 +204,21 @@ pub async fn within<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> 
         .await
         .expect("timed out")
 }
+
+/// The next error a connection reports (a channel or connection close), from
+/// its `events_listener()`. Waits at most five seconds.
+///
+/// Use this after a method with no reply (basic.publish, basic.ack, …) that
+/// makes the broker close the channel: a follow-up call would race the close.
+pub async fn next_error(
+    events: &mut (impl futures_lite::Stream<Item = lapin::Event> + Unpin),
+) -> lapin::Error {
+    use futures_lite::StreamExt;
+    loop {
+        match within(5, events.next()).await {
+            Some(lapin::Event::Error(e)) => return e,
+            Some(_) => continue,
+            None => panic!("event stream ended without an error"),
+        }
+    }
+}
