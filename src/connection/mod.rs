@@ -151,6 +151,13 @@ impl Connection {
         let store = self.broker.store.clone();
         let mut durable = store.syncer.subscribe();
         let mut alarms = self.broker.alarms.subscribe();
+        // One timer for the connection's life. The deadline moves later with
+        // every read (heartbeats), so the timer is only moved when the
+        // deadline comes earlier, and re-armed when it fires: a timer per
+        // wake-up would be registered and removed from the wheel on every
+        // message.
+        let timer = tokio::time::sleep_until(self.deadline());
+        tokio::pin!(timer);
         loop {
             let batch = Batch::open();
             self.process_input(&mut buf);
@@ -184,6 +191,9 @@ impl Connection {
                 buf.reserve(READ_CHUNK);
             }
             let deadline = self.deadline();
+            if deadline < timer.deadline() {
+                timer.as_mut().reset(deadline);
+            }
             let waiting_for_disk = self.channels.values().any(Channel::waiting_for_disk);
             tokio::select! {
                 read = reader.read_buf(&mut buf), if reading => match read {
@@ -223,10 +233,11 @@ impl Connection {
                         self.on_alarm(state);
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => {
+                _ = &mut timer => {
                     if self.on_deadline() {
                         return;
                     }
+                    timer.as_mut().reset(self.deadline());
                 }
                 changed = shutdown.changed(), if !shutdown_seen => {
                     if changed.is_err() || *shutdown.borrow() {
