@@ -9,6 +9,7 @@
 mod common;
 
 use std::future::Future;
+use std::io::BufRead;
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,6 @@ use common::*;
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::time::Instant;
 
 const PROTOCOL_HEADER: &[u8] = b"AMQP\x00\x00\x09\x01";
@@ -838,14 +838,28 @@ async fn broker_shutdown_closes_connections_with_connection_forced() {
 /// Lines of a child's output, collected as they arrive.
 fn collect_lines<R>(reader: R, into: Arc<Mutex<Vec<String>>>)
 where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+    R: std::io::Read + Send + 'static,
 {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(reader).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            into.lock().unwrap().push(line);
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader).lines() {
+            match line {
+                Ok(line) => into.lock().unwrap().push(line),
+                Err(_) => return,
+            }
         }
     });
+}
+
+/// A child process killed (and reaped) when dropped, also when a test panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
 
 #[tokio::test]
@@ -859,7 +873,7 @@ async fn warren_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
     };
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let dir = temp_dir("binary");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_warren"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_warren"))
         .arg("--listen")
         .arg(addr.to_string())
         .arg("--data-dir")
@@ -867,12 +881,12 @@ async fn warren_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
         .env("WARREN_LOG_LEVEL", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
         .spawn()
         .expect("spawn warren");
+    let mut child = KillOnDrop(child);
     let lines = Arc::new(Mutex::new(Vec::new()));
-    collect_lines(child.stdout.take().unwrap(), lines.clone());
-    collect_lines(child.stderr.take().unwrap(), lines.clone());
+    collect_lines(child.0.stdout.take().unwrap(), lines.clone());
+    collect_lines(child.0.stderr.take().unwrap(), lines.clone());
     let listening = format!("listening for AMQP on {addr}");
 
     let outcome = async {
@@ -881,7 +895,7 @@ async fn warren_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
             if lines.lock().unwrap().iter().any(|l| l.contains(&listening)) {
                 break;
             }
-            if let Some(status) = child.try_wait().unwrap() {
+            if let Some(status) = child.0.try_wait().unwrap() {
                 panic!(
                     "warren exited early with {status}: {:?}",
                     lines.lock().unwrap()
@@ -901,7 +915,7 @@ async fn warren_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
         let mut c = handshake(addr).await;
         open_channel(&mut c, 1).await;
 
-        let pid = child.id().expect("child pid");
+        let pid = child.0.id();
         let kill = std::process::Command::new("kill")
             .arg("-TERM")
             .arg(pid.to_string())
@@ -909,16 +923,22 @@ async fn warren_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
             .unwrap();
         assert!(kill.success());
         expect_connection_close(&mut c, 320, SHUTDOWN_TEXT, 0, 0).await;
-        let status = within(5, child.wait()).await.unwrap();
+        let status = within(5, async {
+            loop {
+                if let Some(status) = child.0.try_wait().unwrap() {
+                    return status;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
         assert_eq!(status.code(), Some(0), "exit status {status}");
         let logged = lines.lock().unwrap().clone();
         let count = logged.iter().filter(|l| l.contains(&listening)).count();
         assert_eq!(count, 1, "log lines: {logged:?}");
     };
     let result = tokio::time::timeout(Duration::from_secs(30), outcome).await;
-    if child.try_wait().ok().flatten().is_none() {
-        let _ = child.kill().await;
-    }
+    drop(child);
     let _ = std::fs::remove_dir_all(&dir);
     result.expect("timed out");
 }

@@ -38,10 +38,16 @@ async fn quickstart_example_runs_against_the_broker() {
         "{} is built by cargo test",
         example.display()
     );
-    let output = tokio::process::Command::new(&example)
-        .env("AMQP_URL", broker.uri())
-        .output();
-    let output = within(30, output).await.expect("example runs");
+    let uri = broker.uri().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&example)
+            .env("AMQP_URL", uri)
+            .output()
+    });
+    let output = within(30, output)
+        .await
+        .expect("example thread")
+        .expect("example runs");
     assert!(output.status.success(), "{output:?}");
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
