@@ -39,6 +39,13 @@ LOG=${LOG:-${OUT%.jsonl}.log}
 if [ -z "${PERF:-}" ]; then
     PERF=$(cargo bench --bench perf --no-run --message-format=json 2>/dev/null |
         sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+    # Building a bench target rebuilds the warren binary with the test
+    # dependencies' features unified in and copies it over
+    # target/release/warren; put the plain release build back, the one
+    # `cargo build --release` gives a user.
+    if [ "$WARREN_BIN" = "$(realpath target/release/warren)" ]; then
+        cargo build --release --bin warren >/dev/null 2>&1 || cargo build --release --bin warren
+    fi
 fi
 [ -x "$PERF" ] || { echo "no perf binary (PERF=$PERF)" >&2; exit 1; }
 W_URI="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2f"
