@@ -150,10 +150,9 @@ pub fn disk_free(path: &Path) -> Option<u64> {
 /// Hand memory the allocator holds but does not use back to the system.
 /// Messages come and go in bursts (a backlog is published, then drained),
 /// and glibc keeps the freed space of its heaps, scattered between live
-/// allocations, unless asked to release it. Called on every tick of the
-/// monitor, once a second: a 1M-message
-/// backlog peaked ~30% lower than with every 5 s, for well under 1% of a
-/// core.
+/// allocations, unless asked to release it. The monitor calls it on every
+/// tick, once a second: a 1M-message backlog peaked ~30% lower than with
+/// every 5 s, for well under 1% of a core.
 fn return_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only releases unused pages of the allocator's heaps.

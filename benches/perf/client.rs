@@ -1118,9 +1118,22 @@ fn io_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// Close a blocking connection: drop whatever is unsent, send
+/// connection.close (given up after 2 s), then read until close-ok (3 s).
+pub fn close_blocking(
+    reader: &mut Reader<std::net::TcpStream>,
+    writer: &mut Writer<std::net::TcpStream>,
+) -> Result<()> {
+    writer.buf.clear();
+    writer.put_connection_close();
+    let limit = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    writer.flush_blocking(|| std::time::Instant::now() >= limit)?;
+    drain_until_close_ok_blocking(reader, writer, std::time::Duration::from_secs(3))
+}
+
 /// [`drain_until_close_ok`] on a blocking socket (whose read timeout must be
 /// set), given up after `limit`.
-pub fn drain_until_close_ok_blocking(
+fn drain_until_close_ok_blocking(
     reader: &mut Reader<std::net::TcpStream>,
     writer: &mut Writer<std::net::TcpStream>,
     limit: std::time::Duration,

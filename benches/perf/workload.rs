@@ -15,8 +15,7 @@ use warren::protocol::frame::{FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_M
 
 use crate::client::{
     AmqpUri, Assembler, BLOCKING_POLL, ClientError, Conn, Incoming, PublishTemplate, Reader,
-    Result, Writer, decode_incoming, drain_until_close_ok, drain_until_close_ok_blocking,
-    is_timeout,
+    Result, Writer, close_blocking, decode_incoming, drain_until_close_ok, is_timeout,
 };
 
 /// Nanoseconds since the first call in this process: the clock producers
@@ -827,11 +826,7 @@ fn consumer_loop_blocking(
             Err(e) => return Err(e),
         }
     }
-    writer.buf.clear();
-    writer.put_connection_close();
-    let limit = Instant::now() + Duration::from_secs(2);
-    writer.flush_blocking(|| Instant::now() >= limit)?;
-    drain_until_close_ok_blocking(&mut reader, &mut writer, Duration::from_secs(3))
+    close_blocking(&mut reader, &mut writer)
 }
 
 /// A producer and a consumer driven by one OS thread, as a single-threaded
@@ -882,14 +877,8 @@ pub fn paired_loop(
             producer_input(&mut p_reader, &mut tracker, counters)?;
         }
     }
-    let limit = Instant::now() + Duration::from_secs(2);
-    for w in [&mut p_writer, &mut writer] {
-        w.buf.clear();
-        w.put_connection_close();
-        w.flush_blocking(|| Instant::now() >= limit)?;
-    }
-    drain_until_close_ok_blocking(&mut p_reader, &mut p_writer, Duration::from_secs(3))?;
-    drain_until_close_ok_blocking(&mut reader, &mut writer, Duration::from_secs(3))
+    close_blocking(&mut p_reader, &mut p_writer)?;
+    close_blocking(&mut reader, &mut writer)
 }
 
 /// Wait up to `timeout` (nanosecond precision) for input on either socket;

@@ -365,14 +365,11 @@ fn try_write(
     Ok((total, segments))
 }
 
-/// Write every segment, using vectored writes when there are several.
+/// Write every segment, waiting for the socket whenever it is full.
 async fn write_all(socket: &OwnedWriteHalf, mut segments: Vec<Bytes>) -> std::io::Result<()> {
-    let mut first = 0;
-    while first < segments.len() {
+    while !segments.is_empty() {
         socket.writable().await?;
-        if let Some(written) = write_some(socket, &segments[first..])? {
-            first = advance(&mut segments, first, written);
-        }
+        segments = try_write(socket, segments)?.1;
     }
     Ok(())
 }
