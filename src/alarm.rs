@@ -97,17 +97,14 @@ impl Alarms {
         self.active.load(Ordering::Acquire)
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<AlarmState> {
-        self.state.subscribe()
-    }
-
-    fn update(&self, change: impl FnOnce(&mut AlarmState)) {
+    /// Apply `change`; whether the state changed.
+    fn update(&self, change: impl FnOnce(&mut AlarmState)) -> bool {
         self.state.send_if_modified(|state| {
             let before = *state;
             change(state);
             self.active.store(state.active(), Ordering::Release);
             before != *state
-        });
+        })
     }
 }
 
@@ -210,7 +207,9 @@ pub async fn monitor(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                 } else {
                     info!("memory alarm cleared: {} MiB used", rss >> 20);
                 }
-                broker.alarms.update(|s| s.memory = high);
+                if broker.alarms.update(|s| s.memory = high) {
+                    broker.alarms_changed();
+                }
             }
         }
         if let Some(free) = disk_free(&config.data_dir) {
@@ -225,7 +224,9 @@ pub async fn monitor(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                 } else {
                     info!("disk alarm cleared: {} MB free", free / 1_000_000);
                 }
-                broker.alarms.update(|s| s.disk = low);
+                if broker.alarms.update(|s| s.disk = low) {
+                    broker.alarms_changed();
+                }
             }
         }
     }

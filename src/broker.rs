@@ -12,7 +12,7 @@ use tracing::{info, warn};
 use crate::alarm::Alarms;
 use crate::auth::Users;
 use crate::config::Config;
-use crate::connection::handle::ConnectionHandle;
+use crate::connection::handle::{ConnEvent, ConnectionHandle, shutdown_error};
 use crate::store::{Store, StoreError};
 use crate::timer::{TimerEvents, Timers};
 use crate::vhost::VHost;
@@ -27,8 +27,16 @@ pub struct Broker {
     /// Taken by the server, which runs the timers.
     timer_events: Mutex<Option<TimerEvents>>,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
-    connections: Mutex<HashMap<u64, Arc<ConnectionHandle>>>,
+    connections: Mutex<Registry>,
     next_id: AtomicU64,
+}
+
+/// The open connections, and whether the broker is shutting down (a
+/// connection that opens after that is told to close at once).
+#[derive(Debug, Default)]
+struct Registry {
+    open: HashMap<u64, Arc<ConnectionHandle>>,
+    closing: bool,
 }
 
 impl Broker {
@@ -108,7 +116,7 @@ impl Broker {
             users,
             store,
             vhosts: RwLock::new(vhosts),
-            connections: Mutex::new(HashMap::new()),
+            connections: Mutex::new(Registry::default()),
             next_id: AtomicU64::new(1),
         })
     }
@@ -127,20 +135,47 @@ impl Broker {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// A connection that completed `connection.open`. Once the broker is
+    /// shutting down, it is told to close straight away.
     pub fn register(&self, handle: Arc<ConnectionHandle>) {
-        self.connections.lock().insert(handle.id, handle);
+        let mut registry = self.connections.lock();
+        if registry.closing {
+            handle.send(ConnEvent::Close(shutdown_error()));
+        }
+        registry.open.insert(handle.id, handle);
     }
 
     pub fn deregister(&self, id: u64) {
-        self.connections.lock().remove(&id);
+        self.connections.lock().open.remove(&id);
     }
 
     pub fn connection_count(&self) -> usize {
-        self.connections.lock().len()
+        self.connections.lock().open.len()
     }
 
     /// The live connections.
     pub fn connections(&self) -> Vec<Arc<ConnectionHandle>> {
-        self.connections.lock().values().cloned().collect()
+        self.connections.lock().open.values().cloned().collect()
+    }
+
+    /// Close every open connection, and any that opens later, with 320
+    /// CONNECTION_FORCED (connections still in the handshake watch the
+    /// server's shutdown signal instead).
+    pub fn close_connections(&self) {
+        let mut registry = self.connections.lock();
+        registry.closing = true;
+        for handle in registry.open.values() {
+            handle.send(ConnEvent::Close(shutdown_error()));
+        }
+    }
+
+    /// Tell the open connections that the alarms changed, so that blocked
+    /// publishers are read again once they clear. (A connection checks the
+    /// alarms itself before it blocks, so one that opens later misses
+    /// nothing.)
+    pub fn alarms_changed(&self) {
+        for handle in self.connections.lock().open.values() {
+            handle.send(ConnEvent::AlarmsChanged);
+        }
     }
 }

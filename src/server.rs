@@ -70,6 +70,7 @@ impl Server {
     /// and wait for them to finish.
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
+        self.broker.close_connections();
         if let Some(acceptor) = self.acceptor.take() {
             let _ = acceptor.await;
         }
@@ -84,6 +85,7 @@ impl Drop for Server {
     /// its connections, in the background.
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
+        self.broker.close_connections();
     }
 }
 

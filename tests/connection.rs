@@ -835,6 +835,33 @@ async fn broker_shutdown_closes_connections_with_connection_forced() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[tokio::test]
+async fn broker_shutdown_also_ends_connections_still_in_the_handshake() {
+    if external() {
+        return;
+    }
+    let dir = temp_dir("shutdown-handshake");
+    let server = warren::Server::start(warren::Config::ephemeral(&dir))
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    // One connection stops after connection.start, another is open.
+    let (mut half, _start) = connect_until_start(addr).await;
+    let mut open = handshake(addr).await;
+    open_channel(&mut open, 1).await;
+    let started = Instant::now();
+    let stopping = tokio::spawn(server.shutdown());
+    expect_connection_close(&mut open, 320, SHUTDOWN_TEXT, 0, 0).await;
+    assert!(
+        half.closed_within(Duration::from_secs(3)).await,
+        "a connection in the handshake was not dropped at shutdown"
+    );
+    within(5, stopping).await.unwrap();
+    // Well inside the grace period that would otherwise abort it.
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Lines of a child's output, collected as they arrive.
 fn collect_lines<R>(reader: R, into: Arc<Mutex<Vec<String>>>)
 where

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::outbox::Outbox;
-use crate::protocol::AmqpError;
+use crate::protocol::{AmqpError, ReplyCode};
 
 /// Capabilities the client announced in `connection.start-ok`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -31,6 +31,16 @@ pub enum ConnEvent {
     Writable,
     /// Close one channel with this error.
     ChannelError { channel: u16, error: AmqpError },
+    /// A resource alarm was raised or cleared.
+    AlarmsChanged,
+}
+
+/// What a connection is closed with when the broker stops (as RabbitMQ words it).
+pub fn shutdown_error() -> AmqpError {
+    AmqpError::new(
+        ReplyCode::ConnectionForced,
+        "broker forced connection closure with reason 'shutdown'",
+    )
 }
 
 /// A running connection, after `connection.open`.

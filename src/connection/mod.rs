@@ -150,7 +150,6 @@ impl Connection {
         let mut shutdown_seen = false;
         let store = self.broker.store.clone();
         let mut durable = store.syncer.subscribe();
-        let mut alarms = self.broker.alarms.subscribe();
         // One timer for the connection's life. The deadline moves later with
         // every read (heartbeats), so the timer is only moved when the
         // deadline comes earlier, and re-armed when it fires: a timer per
@@ -227,27 +226,18 @@ impl Connection {
                         }
                     }
                 }
-                changed = alarms.changed() => {
-                    if changed.is_ok() {
-                        let state = *alarms.borrow_and_update();
-                        self.on_alarm(state);
-                    }
-                }
                 _ = &mut timer => {
                     if self.on_deadline() {
                         return;
                     }
                     timer.as_mut().reset(self.deadline());
                 }
-                changed = shutdown.changed(), if !shutdown_seen => {
+                // An open connection hears of the shutdown from the
+                // broker's registry (`ConnEvent::Close`).
+                changed = shutdown.changed(), if !shutdown_seen && self.session.is_none() => {
                     if changed.is_err() || *shutdown.borrow() {
                         shutdown_seen = true;
-                        if self.state == State::Running {
-                            self.close_connection(AmqpError::new(
-                                ReplyCode::ConnectionForced,
-                                "broker forced connection closure with reason 'shutdown'",
-                            ));
-                        } else if self.state != State::Closing {
+                        if self.state != State::Closing {
                             return;
                         }
                     }
@@ -881,6 +871,7 @@ impl Connection {
                 }
             }
             ConnEvent::ChannelError { channel, error } => self.fail(channel, error),
+            ConnEvent::AlarmsChanged => self.on_alarm(self.broker.alarms.state()),
         }
     }
 }
