@@ -2,6 +2,7 @@
 // every millisecond basic.publish 256 B (timestamp first) to queue "floor-latency",
 // wait in ppoll for the basic.deliver on the consumer connection, record the
 // latency, basic.ack it. Same pattern as the perf tool's paired mode.
+// Usage: acli PORT COUNT (WARM in the environment: unrecorded messages first, 2000).
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -45,7 +46,8 @@ static int open_conn(int port) {
 }
 static int cmp(const void *a, const void *b) { long long x = *(long long *)a, y = *(long long *)b; return x < y ? -1 : x > y; }
 int main(int argc, char **argv) {
-  int port = atoi(argv[1]), n = atoi(argv[2]), warm = 2000;
+  if (argc < 3) { fprintf(stderr, "usage: acli PORT COUNT\n"); return 2; }
+  int port = atoi(argv[1]), n = atoi(argv[2]), warm = getenv("WARM") ? atoi(getenv("WARM")) : 2000;
   int p = open_conn(port), c = open_conn(port);
   B b = {0}; size_t at;
   // basic.qos prefetch-count 1000, as the perf tool's latency scenario sets
