@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # A private RabbitMQ node for the benchmarks that need a fresh broker or have
 # to stop and start one (backlog, connections, startup, recovery), so the
-# shared node (rmqref@localhost, port 5673) keeps running. Same version and
+# shared node (rmqstd@localhost, port 5673) keeps running. Same version and
 # configuration as the shared node, other ports and its own directories.
 #
 # Usage: benches/rabbit-node.sh run | start | stop | reset | beam-pid SCRIPT_PID
+#                               | epmd-pids | stop-epmd
 #   run       exec rabbitmq-server in the foreground (what `perf --exec` starts)
 #   start     run it in the background (own process group), print the PID of
 #             the start script (the broker is its beam.smp child)
 #   stop      rabbitmqctl -n NODE stop (bounded: 120 s)
 #   reset     delete its mnesia and log directories (stop it first)
 #   beam-pid  the beam.smp PID under a start script's PID
+#   epmd-pids the PIDs of Erlang's port mapper, which a node starts if none
+#             runs and which outlives it
+#   stop-epmd stop it (for a script that found none running when it began)
 # Environment: RMQB_NODE (rmqbench@localhost), RMQB_PORT (5674),
 #   RMQB_DIST_PORT (25674), RMQB_BASE (/tmp/rmqbench)
 set -euo pipefail
@@ -50,8 +54,15 @@ reset)
 beam-pid)
     pgrep -P "${2:?script pid}" beam.smp
     ;;
+epmd-pids)
+    pgrep -x epmd || true
+    ;;
+stop-epmd)
+    for pid in $(pgrep -x epmd || true); do kill "$pid" 2>/dev/null || true; done
+    for _ in $(seq 1 50); do pgrep -x epmd >/dev/null || break; sleep 0.1; done
+    ;;
 *)
-    sed -n '2,15p' "$0" >&2
+    sed -n '2,19p' "$0" >&2
     exit 2
     ;;
 esac

@@ -38,7 +38,7 @@ OUT=${OUT:-benches/results/recovery-$stamp.jsonl}
 LOG=${LOG:-${OUT%.jsonl}.log}
 if [ -z "${PERF:-}" ]; then
     PERF=$(cargo bench --bench perf --no-run --message-format=json 2>/dev/null |
-        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+        sed -n 's/.*"executable":"\([^"]*\/perf-[^"\/]*\)".*/\1/p' | tail -1)
     # Building a bench target rebuilds the warren binary with the test
     # dependencies' features unified in and copies it over
     # target/release/warren; put the plain release build back, the one
@@ -85,6 +85,9 @@ emit() { # id round extra-json : prefix stdin JSON lines with id, round, extra
 }
 
 CURRENT=""
+# A RabbitMQ node starts Erlang's port mapper, which outlives it: stopped at
+# the end if none ran before.
+EPMD_BEFORE=$(benches/rabbit-node.sh epmd-pids)
 cleanup() {
     if [ -n "$CURRENT" ] && alive "$CURRENT"; then
         case "$CURRENT_KIND" in
@@ -93,6 +96,7 @@ cleanup() {
         esac
     fi
     rm -f "$PIDFILE"
+    [ -n "$EPMD_BEFORE" ] || benches/rabbit-node.sh stop-epmd
 }
 trap cleanup EXIT
 

@@ -83,7 +83,7 @@ R1SPID=""
 if [ -z "${PERF:-}" ]; then
     cargo bench --bench perf --no-run >/dev/null 2>&1 || cargo bench --bench perf --no-run
     PERF=$(cargo bench --bench perf --no-run --message-format=json 2>/dev/null |
-        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+        sed -n 's/.*"executable":"\([^"]*\/perf-[^"\/]*\)".*/\1/p' | tail -1)
     # Building a bench target rebuilds the warren binary with the test
     # dependencies' features unified in and copies it over
     # target/release/warren; put the plain release build back, the one
@@ -161,6 +161,9 @@ stop_rabbit2() {
     R2SPID=""
     R2PID=""
 }
+# A RabbitMQ node starts Erlang's port mapper, which outlives it: stopped at
+# the end if none ran before.
+EPMD_BEFORE=$(benches/rabbit-node.sh epmd-pids)
 cleanup() {
     stop_warren
     stop_rabbit2
@@ -168,6 +171,7 @@ cleanup() {
         RMQB_NODE=rmqstd@localhost benches/rabbit-node.sh stop
         wait_exit "$R1SPID" 60 || stop_pid "$R1SPID" 30
     fi
+    [ -n "$EPMD_BEFORE" ] || benches/rabbit-node.sh stop-epmd
 }
 trap cleanup EXIT
 # With no RabbitMQ on RABBIT_URI's port, start a node there for s1-s6 (same
