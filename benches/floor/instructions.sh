@@ -17,12 +17,14 @@ n1=${2:-1000}
 n2=${3:-3000}
 port=${PORT:-5811}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+vpid=""
+# On any exit, stop the broker this script started (if still running).
+trap '[ -z "$vpid" ] || kill "$vpid" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 cc -O2 -o "$tmp/acli" "$root/benches/floor/acli.c"
 
 # run N: the callgrind profile of the broker serving N messages.
 run() {
-    local n=$1 vpid
+    local n=$1
     valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.$n" "$bin" \
         --listen "127.0.0.1:$port" --data-dir "$tmp/data.$n" --log-level warn \
         >/dev/null 2>&1 &
@@ -34,6 +36,7 @@ run() {
     WARM=0 timeout 300 "$tmp/acli" "$port" "$n" >/dev/null
     kill -INT "$vpid"
     wait "$vpid" || true
+    vpid=""
 }
 run "$n1"
 run "$n2"
@@ -63,4 +66,6 @@ print(f"instructions per message (publish + deliver + ack), {n2} - {n1} messages
 for label, _ in parts:
     if label in ta and label in tb:
         print(f"{label:36} {(tb[label] - ta[label]) / (n2 - n1):9,.0f}")
+    else:
+        print(f"{label:36} {'not in the profile':>9}")
 PY
