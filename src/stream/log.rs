@@ -243,6 +243,10 @@ impl Stream {
             }
             segment::create(dir, 0)?;
             segment::sync_dir(dir)?;
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                // The stream's directory itself is new.
+                segment::sync_dir(parent)?;
+            }
             listing.segments.insert(0, segment::HEADER_LEN);
         }
         let first = *listing.segments.keys().next().unwrap_or(&0);
@@ -273,15 +277,16 @@ impl Stream {
         let mut last_timestamp = tail.last.map(|e| e.timestamp);
         if last_chunk.is_none() {
             // The last segment is empty: the last chunk is in the one before.
-            if let Some((&prev, _)) = listing.segments.range(..last).next_back() {
-                if let Some(e) = Index::open(&segment::index_path(dir, prev))?.last()? {
-                    last_chunk = Some(ChunkRef {
-                        offset: e.first_offset,
-                        segment: prev,
-                        position: e.position,
-                    });
-                    last_timestamp = Some(e.timestamp);
-                }
+            let prev = listing.segments.range(..last).next_back().map(|(b, _)| *b);
+            if let Some(prev) = prev
+                && let Some(e) = Index::open(&segment::index_path(dir, prev))?.last()?
+            {
+                last_chunk = Some(ChunkRef {
+                    offset: e.first_offset,
+                    segment: prev,
+                    position: e.position,
+                });
+                last_timestamp = Some(e.timestamp);
             }
         }
         if config.sync {
@@ -524,6 +529,16 @@ impl Stream {
         drop(shared.wake.lock());
         shared.wake_cv.notify_all();
         Ok(next_offset)
+    }
+
+    /// Make records before `next_offset` durable (an [`Appended::next_offset`]):
+    /// returns at once if a flush already covered them, else flushes.
+    pub fn flush_to(&self, next_offset: u64) -> Result<u64, StreamError> {
+        let committed = self.committed_offset();
+        if committed >= next_offset {
+            return Ok(committed);
+        }
+        self.flush()
     }
 
     /// Sync the segment (and directory), then write the index entries.

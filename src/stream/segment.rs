@@ -12,6 +12,7 @@
 //! entry) and the rebuild of a missing index.
 
 use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -67,24 +68,39 @@ pub fn parse_name(name: &str) -> Option<(u64, FileKind)> {
 }
 
 /// Create the files of a new, empty segment. The caller syncs the directory.
+/// On failure neither file is left behind, so the creation can be retried.
 pub fn create(dir: &Path, base: u64) -> Result<(File, File), StreamError> {
     let seg_path = segment_path(dir, base);
+    let idx_path = index_path(dir, base);
     let seg = OpenOptions::new()
         .read(true)
         .write(true)
         .create_new(true)
         .open(&seg_path)
         .at(&seg_path)?;
-    seg.write_all_at(&SEGMENT_HEADER, 0).at(&seg_path)?;
-    let idx_path = index_path(dir, base);
-    let idx = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create_new(true)
-        .open(&idx_path)
-        .at(&idx_path)?;
-    idx.write_all_at(&INDEX_HEADER, 0).at(&idx_path)?;
-    Ok((seg, idx))
+    let rest = (|| {
+        seg.write_all_at(&SEGMENT_HEADER, 0).at(&seg_path)?;
+        let idx = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .open(&idx_path)
+            .at(&idx_path)?;
+        // Appending to an empty file: the header lands at 0.
+        if let Err(e) = (&idx).write_all(&INDEX_HEADER) {
+            let _ = std::fs::remove_file(&idx_path);
+            return Err(StreamError::io(&idx_path, e));
+        }
+        Ok(idx)
+    })();
+    match rest {
+        Ok(idx) => Ok((seg, idx)),
+        Err(e) => {
+            // Only the segment file this call created is removed.
+            let _ = std::fs::remove_file(&seg_path);
+            Err(e)
+        }
+    }
 }
 
 /// Check a segment file's header.
@@ -205,10 +221,8 @@ fn good_chunk_after(
             .filter(|(_, b)| **b == chunk::MAGIC)
         {
             let position = at + i as u64;
-            if let Ok((header, _)) = read_chunk(file, path, position, limit)? {
-                if header.record_count > 0 {
-                    return Ok(Some(position));
-                }
+            if read_chunk(file, path, position, limit)?.is_ok() {
+                return Ok(Some(position));
             }
         }
         at += len as u64;

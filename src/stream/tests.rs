@@ -154,7 +154,8 @@ fn records_are_visible_after_the_flush_that_makes_them_durable() {
     let mut reader = stream.reader(OffsetSpec::First).unwrap();
     assert!(reader.read().unwrap().is_none());
     assert!(Flushable::needs_flush(&stream));
-    assert_eq!(stream.flush().unwrap(), 5);
+    assert_eq!(stream.flush_to(a.next_offset).unwrap(), 5);
+    assert_eq!(stream.flush_to(b.next_offset).unwrap(), 5);
     assert!(!Flushable::needs_flush(&stream));
     assert!(reader.has_more());
     let records = read_all(&mut reader).unwrap();
