@@ -129,18 +129,6 @@ impl Index {
         })
     }
 
-    pub fn len(&self) -> u64 {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Entry `i`, or an error naming the file if it is damaged.
     pub fn entry(&self, i: u64) -> Result<IndexEntry, StreamError> {
         let position = HEADER_LEN + i * ENTRY_LEN;

@@ -21,7 +21,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -38,6 +38,7 @@ use super::index::{self, Index, IndexEntry};
 use super::reader::{OffsetSpec, Reader};
 use super::retention::{self, Retention};
 use super::segment::{self, FileKind};
+use super::state::{Cached, ChunkRef, Committed, SegmentMeta, Shared, View};
 
 /// RabbitMQ's default `x-stream-max-segment-size-bytes`.
 pub const DEFAULT_MAX_SEGMENT_SIZE_BYTES: u64 = 500_000_000;
@@ -118,72 +119,16 @@ pub trait Flushable: Send + Sync {
 /// A stream log, shared by its writer, its readers and the syncer.
 #[derive(Debug, Clone)]
 pub struct Stream {
-    pub(crate) shared: Arc<Shared>,
+    shared: Arc<Shared>,
+    inner: Arc<Inner>,
 }
 
+/// The writer's half: only `Stream` handles hold it.
 #[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) dir: PathBuf,
+struct Inner {
     writer: Mutex<Writer>,
+    /// One flush at a time.
     flush_lock: Mutex<()>,
-    pub(crate) view: RwLock<View>,
-    /// `view.committed.next_offset`, readable without a lock.
-    pub(crate) committed: AtomicU64,
-    /// The writer's next offset, readable without a lock.
-    appended: AtomicU64,
-    failed: AtomicBool,
-    pub(crate) deleted: AtomicBool,
-    watch: watch::Sender<u64>,
-    wake: Mutex<()>,
-    wake_cv: Condvar,
-    /// Holds the directory's lock (`flock`) while open.
-    _lock: File,
-}
-
-/// What readers see: segments, the committed end, recent chunks.
-#[derive(Debug)]
-pub(crate) struct View {
-    pub(crate) segments: VecDeque<SegmentMeta>,
-    pub(crate) committed: Committed,
-    pub(crate) cache: VecDeque<Cached>,
-    cache_bytes: usize,
-    cache_budget: usize,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SegmentMeta {
-    pub(crate) base: u64,
-    /// Committed bytes (final for sealed segments).
-    pub(crate) size: u64,
-    /// Read from the index when retention by age first needs it.
-    last_timestamp: Option<i64>,
-}
-
-/// The durable, visible end of the stream.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Committed {
-    pub(crate) next_offset: u64,
-    /// The segment holding the end, and the byte position of the end in it.
-    pub(crate) segment: u64,
-    pub(crate) end: u64,
-    /// The last chunk (RabbitMQ's `last`).
-    pub(crate) last: Option<ChunkRef>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ChunkRef {
-    pub(crate) offset: u64,
-    pub(crate) segment: u64,
-    pub(crate) position: u64,
-}
-
-/// A committed chunk kept in memory.
-#[derive(Debug, Clone)]
-pub(crate) struct Cached {
-    pub(crate) header: ChunkHeader,
-    pub(crate) segment: u64,
-    pub(crate) position: u64,
-    pub(crate) bytes: Bytes,
 }
 
 #[derive(Debug)]
@@ -315,6 +260,17 @@ impl Stream {
         let stream = Stream {
             shared: Arc::new(Shared {
                 dir: dir.to_path_buf(),
+                view: RwLock::new(View::new(segments, committed, config.tail_cache_bytes)),
+                committed: AtomicU64::new(tail.next_offset),
+                appended: AtomicU64::new(tail.next_offset),
+                failed: AtomicBool::new(false),
+                deleted: AtomicBool::new(false),
+                watch,
+                wake: Mutex::new(()),
+                wake_cv: Condvar::new(),
+                _lock: lock,
+            }),
+            inner: Arc::new(Inner {
                 writer: Mutex::new(Writer {
                     active: Active {
                         base: last,
@@ -327,24 +283,9 @@ impl Stream {
                     pending: Vec::new(),
                     pending_cache_bytes: 0,
                     dir_dirty: false,
-                    config: config.clone(),
+                    config,
                 }),
                 flush_lock: Mutex::new(()),
-                view: RwLock::new(View {
-                    segments,
-                    committed,
-                    cache: VecDeque::new(),
-                    cache_bytes: 0,
-                    cache_budget: config.tail_cache_bytes,
-                }),
-                committed: AtomicU64::new(tail.next_offset),
-                appended: AtomicU64::new(tail.next_offset),
-                failed: AtomicBool::new(false),
-                deleted: AtomicBool::new(false),
-                watch,
-                wake: Mutex::new(()),
-                wake_cv: Condvar::new(),
-                _lock: lock,
             }),
         };
         stream.apply_retention()?;
@@ -379,7 +320,7 @@ impl Stream {
         }
         self.check_usable()?;
         let len = batch.chunk_len() as u64;
-        let mut w = self.shared.writer.lock();
+        let mut w = self.inner.writer.lock();
         // Seal the current segment first if the chunk would take it past
         // the limit; sealing needs everything in it flushed first.
         while w.needs_roll(len) {
@@ -387,8 +328,8 @@ impl Stream {
             self.flush()?;
             // Holding the flush lock, no flush is half done: if nothing is
             // pending, everything in the segment is synced and indexed.
-            let _flushing = self.shared.flush_lock.lock();
-            w = self.shared.writer.lock();
+            let _flushing = self.inner.flush_lock.lock();
+            w = self.inner.writer.lock();
             if w.needs_roll(len) && w.pending.is_empty() {
                 self.roll(&mut w)?;
             }
@@ -475,9 +416,9 @@ impl Stream {
     pub fn flush(&self) -> Result<u64, StreamError> {
         self.check_usable()?;
         let shared = &*self.shared;
-        let _flushing = shared.flush_lock.lock();
+        let _flushing = self.inner.flush_lock.lock();
         let (pending, file, index, base, target, dir_dirty, sync) = {
-            let mut w = shared.writer.lock();
+            let mut w = self.inner.writer.lock();
             if w.pending.is_empty() && !w.dir_dirty {
                 return Ok(shared.committed.load(Ordering::Acquire));
             }
@@ -526,8 +467,7 @@ impl Stream {
         }
         shared.committed.store(next_offset, Ordering::Release);
         shared.watch.send_replace(next_offset);
-        drop(shared.wake.lock());
-        shared.wake_cv.notify_all();
+        shared.wake_all();
         Ok(next_offset)
     }
 
@@ -573,7 +513,7 @@ impl Stream {
     /// so an idle stream ages out.
     pub fn apply_retention(&self) -> Result<usize, StreamError> {
         self.check_usable()?;
-        let w = self.shared.writer.lock();
+        let w = self.inner.writer.lock();
         self.retain(&w)
     }
 
@@ -640,7 +580,7 @@ impl Stream {
 
     /// Change `x-max-length-bytes` / `x-max-age` (a policy changed).
     pub fn set_retention(&self, retention: Retention) -> Result<usize, StreamError> {
-        self.shared.writer.lock().config.retention = retention;
+        self.inner.writer.lock().config.retention = retention;
         self.apply_retention()
     }
 
@@ -673,19 +613,7 @@ impl Stream {
     /// Block until records at or after `offset` are committed, or `timeout`
     /// passes; true if there are.
     pub fn wait_for(&self, offset: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut guard = self.shared.wake.lock();
-        while self.committed_offset() <= offset {
-            if self
-                .shared
-                .wake_cv
-                .wait_until(&mut guard, deadline)
-                .timed_out()
-            {
-                return self.committed_offset() > offset;
-            }
-        }
-        true
+        self.shared.wait_for(offset, timeout)
     }
 
     pub fn stats(&self) -> StreamStats {
@@ -701,8 +629,8 @@ impl Stream {
     /// Remove the stream from disk (queue.delete). Readers get
     /// [`StreamError::Deleted`] once past what they already hold open.
     pub fn delete(&self) -> Result<(), StreamError> {
-        let _flushing = self.shared.flush_lock.lock();
-        let _w = self.shared.writer.lock();
+        let _flushing = self.inner.flush_lock.lock();
+        let _w = self.inner.writer.lock();
         self.shared.deleted.store(true, Ordering::Release);
         std::fs::remove_dir_all(&self.shared.dir).at(&self.shared.dir)
     }
@@ -733,65 +661,6 @@ impl Writer {
     fn needs_roll(&self, chunk_len: u64) -> bool {
         self.active.size > segment::HEADER_LEN
             && self.active.size.saturating_add(chunk_len) > self.config.max_segment_size_bytes
-    }
-}
-
-impl View {
-    pub(crate) fn first_offset(&self) -> u64 {
-        self.segments.front().map(|m| m.base).unwrap_or(0)
-    }
-
-    fn push_cached(&mut self, cached: Cached) {
-        if cached.bytes.len() > self.cache_budget {
-            return;
-        }
-        self.cache_bytes += cached.bytes.len();
-        self.cache.push_back(cached);
-        while self.cache_bytes > self.cache_budget {
-            match self.cache.pop_front() {
-                Some(old) => self.cache_bytes -= old.bytes.len(),
-                None => break,
-            }
-        }
-    }
-
-    fn recount_cache(&mut self) {
-        self.cache_bytes = self.cache.iter().map(|c| c.bytes.len()).sum();
-    }
-
-    /// The cached chunk starting at `offset`, if any.
-    pub(crate) fn cached(&self, offset: u64) -> Option<&Cached> {
-        let front = self.cache.front()?.header.first_offset;
-        if offset < front {
-            return None;
-        }
-        let i = self
-            .cache
-            .partition_point(|c| c.header.first_offset < offset);
-        self.cache
-            .get(i)
-            .filter(|c| c.header.first_offset == offset)
-    }
-
-    /// The segment holding `offset` (the last whose base is at most it).
-    pub(crate) fn segment_for(&self, offset: u64) -> Option<u64> {
-        let i = self.segments.partition_point(|m| m.base <= offset);
-        i.checked_sub(1).map(|i| self.segments[i].base)
-    }
-
-    /// The committed size of segment `base`, if it is still kept.
-    pub(crate) fn segment_size(&self, base: u64) -> Option<u64> {
-        let i = self.segments.partition_point(|m| m.base < base);
-        self.segments
-            .get(i)
-            .filter(|m| m.base == base)
-            .map(|m| m.size)
-    }
-
-    /// The segment after `base`.
-    pub(crate) fn segment_after(&self, base: u64) -> Option<u64> {
-        let i = self.segments.partition_point(|m| m.base <= base);
-        self.segments.get(i).map(|m| m.base)
     }
 }
 

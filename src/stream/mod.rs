@@ -26,6 +26,7 @@
 //! - `log`: [`Stream`]: open and recovery, append, flush, retention, stats.
 //! - `chunk`: the chunk format, [`Batch`] (records of one append), [`Chunk`].
 //! - `segment`: segment files, tail recovery, index rebuild.
+//! - `state`: what the writer and readers share (segment list, committed end, tail).
 //! - `index`: index files and their binary searches.
 //! - `reader`: [`Reader`] and [`OffsetSpec`] (`x-stream-offset`).
 //! - `retention`: which segments `x-max-length-bytes` / `x-max-age` drop.
@@ -35,12 +36,13 @@
 pub mod chunk;
 pub mod error;
 pub mod filter;
-pub mod index;
+mod index;
 mod log;
 pub mod message;
 pub mod reader;
 pub mod retention;
-pub mod segment;
+mod segment;
+mod state;
 
 pub use chunk::{Batch, Chunk, Records};
 pub use error::StreamError;

@@ -29,8 +29,8 @@ use super::chunk::{self, Chunk, ChunkHeader};
 use super::error::{IoContext, StreamError};
 use super::filter::FilterSpec;
 use super::index::Index;
-use super::log::{Committed, Shared, Stream};
 use super::segment;
+use super::state::{Committed, Shared};
 
 /// The size of a reader's sequential reads.
 pub const READ_SIZE: usize = 1 << 20;
@@ -139,10 +139,7 @@ impl Reader {
 
     /// Block until there is something to read or `timeout` passes.
     pub fn wait(&self, timeout: Duration) -> bool {
-        let stream = Stream {
-            shared: self.shared.clone(),
-        };
-        stream.wait_for(self.at.next_offset, timeout)
+        self.shared.wait_for(self.at.next_offset, timeout)
     }
 
     /// Move to another starting point.
