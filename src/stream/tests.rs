@@ -702,6 +702,48 @@ fn a_reader_keeps_up_with_a_concurrent_writer() {
 }
 
 #[test]
+fn concurrent_appenders_get_dense_offsets_and_a_flush_covers_them_all() {
+    let dir = TempDir::new("group-commit");
+    let stream = Stream::open(&dir.0, small_segments(4_000)).unwrap();
+    let appenders: Vec<_> = (0..4)
+        .map(|t| {
+            let stream = stream.clone();
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| {
+                        let mut batch = Batch::new();
+                        for r in 0..3 {
+                            batch.push(format!("{t}-{i}-{r}").as_bytes()).unwrap();
+                        }
+                        let done = stream.append(batch).unwrap();
+                        if i % 10 == 0 {
+                            // Any thread may flush; it covers the others' appends too.
+                            Flushable::flush(&stream).unwrap();
+                        }
+                        done
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut all: Vec<Appended> = appenders
+        .into_iter()
+        .flat_map(|a| a.join().unwrap())
+        .collect();
+    assert!(Flushable::needs_flush(&stream) || stream.committed_offset() == 600);
+    assert_eq!(stream.flush().unwrap(), 600);
+    assert!(!Flushable::needs_flush(&stream));
+    all.sort_by_key(|a| a.first_offset);
+    let mut next = 0;
+    for a in &all {
+        assert_eq!((a.first_offset, a.next_offset), (next, next + 3));
+        next = a.next_offset;
+    }
+    let records = read_all(&mut stream.reader(OffsetSpec::First).unwrap()).unwrap();
+    assert_eq!(offsets(&records), (0..600).collect::<Vec<_>>());
+}
+
+#[test]
 fn live_readers_are_served_from_the_tail_in_memory() {
     let dir = TempDir::new("tail-cache");
     let stream = Stream::open(&dir.0, config()).unwrap();
