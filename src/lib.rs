@@ -12,6 +12,7 @@
 //! - [`queue`]: ready messages, consumers, delivery and settlement.
 //! - [`broker`]: virtual hosts, users, live connections; recovery at start.
 //! - [`store`]: durable state in sled, group commit of confirms.
+//! - [`stream`]: stream queues' append-only segment log: append, flush, readers, retention.
 //! - [`alarm`]: memory and disk alarms that block publishers.
 //! - [`timer`]: deadlines: message and queue expiry, delayed messages.
 //! - [`auth`]: users and SASL mechanisms.
@@ -30,6 +31,7 @@ pub mod protocol;
 pub mod queue;
 pub mod server;
 pub mod store;
+pub mod stream;
 pub mod timer;
 pub mod util;
 pub mod vhost;
