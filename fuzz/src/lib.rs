@@ -199,11 +199,19 @@ pub fn handshake_bytes() -> Vec<u8> {
     out
 }
 
-/// The frames an input stands for. An input is a sequence of records
-/// `type:u8 channel:u16 length:u16 payload[length]` (the last payload may
-/// be cut short); each becomes one well-framed frame, so that mutations
-/// explore what frames mean rather than how they are cut.
+/// Marks an input sent as it is, framing and all (see [`frames_of`]).
+pub const RAW_INPUT: u8 = 0xFF;
+
+/// The bytes an input stands for after the handshake. Mostly a sequence of
+/// records `type:u8 channel:u16 length:u16 payload[length]` (the last
+/// payload may be cut short), each becoming one well-framed frame, so that
+/// mutations explore what frames mean rather than how they are cut. An
+/// input whose first byte is [`RAW_INPUT`] is sent raw instead: broken
+/// framing (sizes, end markers, oversized frames) as the connection sees it.
 pub fn frames_of(data: &[u8]) -> Vec<u8> {
+    if let Some((&RAW_INPUT, raw)) = data.split_first() {
+        return raw.to_vec();
+    }
     let mut out = Vec::with_capacity(data.len() + data.len() / 2);
     let mut rest = data;
     while rest.len() >= 5 {
@@ -238,12 +246,16 @@ pub fn connection(data: &[u8]) {
     short_str(&mut close, b"fuzz");
     close.extend_from_slice(&[0, 0, 0, 0]);
     wire.extend(method_frame(0, 10, 50, &close));
-    drive(broker.addr, &wire);
+    // Raw bytes may leave the broker inside a frame that never ends (as
+    // RabbitMQ would be): end the stream so that it sees end of input.
+    let raw = data.first() == Some(&RAW_INPUT);
+    drive(broker.addr, &wire, raw);
 }
 
-/// Sends `wire` on a fresh connection and reads the broker's answer until
-/// it is done with the connection.
-pub fn drive(addr: SocketAddr, wire: &[u8]) {
+/// Sends `wire` on a fresh connection (then half-closes it if
+/// `end_input`) and reads the broker's answer until it is done with the
+/// connection.
+pub fn drive(addr: SocketAddr, wire: &[u8], end_input: bool) {
     let mut sock = TcpStream::connect(addr).expect("connect to the in-process broker");
     let _ = sock.set_nodelay(true);
     let started = Instant::now();
@@ -252,6 +264,9 @@ pub fn drive(addr: SocketAddr, wire: &[u8]) {
     // The broker may close after an error before reading everything:
     // a failed write is then the end of the input.
     let wrote_all = sock.write_all(wire).is_ok();
+    if end_input {
+        let _ = sock.shutdown(std::net::Shutdown::Write);
+    }
     let mut codec = FrameCodec::new(1 << 20);
     let mut buf = BytesMut::with_capacity(8192);
     let mut chunk = [0u8; 8192];
