@@ -89,7 +89,7 @@ pub fn table(data: &[u8]) {
         table::decode_table(&encoded).is_some(),
         "a decoded table did not decode again after re-encoding"
     );
-    for (_, value) in decoded.inner() {
+    for value in decoded.inner().values() {
         let _ = table::value_text(value);
         let _ = table::as_i128(value);
         let _ = table::type_name(value);
