@@ -115,7 +115,7 @@ rabbitmq_start() {
     local deadline=$((SECONDS + 180))
     while ((SECONDS < deadline)); do
         if ! kill -0 "$RMQ_SCRIPT_PID" 2>/dev/null; then
-            RMQ_WHY="the private RabbitMQ node exited while booting (log: $RMQ_BASE/out.log)"
+            RMQ_WHY="the private RabbitMQ node exited while booting (the tail of its output is above)"
             tail -20 "$RMQ_BASE/out.log" >&2 || true
             return 1
         fi
@@ -126,7 +126,7 @@ rabbitmq_start() {
         fi
         sleep 1
     done
-    RMQ_WHY="the private RabbitMQ node did not boot within 180 s"
+    RMQ_WHY="the private RabbitMQ node did not boot within 180 s (the tail of its output is above)"
     tail -20 "$RMQ_BASE/out.log" >&2 || true
     return 1
 }
