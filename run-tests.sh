@@ -1,16 +1,190 @@
 #!/usr/bin/env bash
-# Runs Warren's whole test suite: the Rust unit and integration tests, then
-# the interop suites with real client libraries (installed into a local
-# virtualenv on first run).
+# Runs Warren's whole test suite, checked against the reference first:
+#
+#   1. builds the crate, its examples and every test target;
+#   2. the RabbitMQ pass: where RabbitMQ is installed (or can be: Debian's
+#      `rabbitmq-server`, installed here with apt-get when running as root,
+#      as on a fresh CI machine), starts a private node on its own ports and
+#      directories, runs every Rust integration test against it
+#      (WARREN_TEST_AMQP_URI) and the interop suites (AMQP_URL), and stops
+#      it (and the epmd it started, if none ran before);
+#   3. the Warren pass: unit, integration and doc tests against an
+#      in-process Warren, then the interop suites against the `warren`
+#      binary.
+#
+# Where RabbitMQ cannot be had, one line says so and the Warren pass runs
+# alone (under CI=true the run then fails: CI always checks against
+# RabbitMQ). Both passes run even when the first fails; the script fails if
+# either did. WARREN_SKIP_RABBITMQ=1 skips the RabbitMQ pass (local runs).
+# The private node: RMQ_TEST_PORT (default: the first free of 5690-5699),
+# its distribution port is 20000 above it, name warren-test-<pid>@localhost,
+# directories under a fresh temp dir.
 set -euo pipefail
 cd "$(dirname "$0")"
 
-echo "==> cargo test"
+elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+echo "==> build"
 # The README test runs examples/quickstart as a program: build the examples
 # as executables first (--all-targets builds them in test mode only).
 cargo build --examples
-cargo test --all-targets
-cargo test --doc
+cargo test --all-targets --no-run
+cargo build --bin warren
 
-echo "==> interop suites"
-./interop/run.sh
+# --- the reference RabbitMQ node ---------------------------------------------
+RMQ_SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
+RMQ_BASE=""
+RMQ_SCRIPT_PID=""
+RMQ_BEAM_PID=""
+RMQ_EPMD_BEFORE=""
+RMQ_WHY=""
+
+# Installs Debian's rabbitmq-server when it is missing and we are root.
+# The package's maintainer scripts would start the system's own node (port
+# 5672, as user rabbitmq): a policy-rc.d that refuses every start keeps the
+# install from starting anything.
+rabbitmq_install() {
+    [[ -x $RMQ_SERVER ]] && return 0
+    if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+        RMQ_WHY="rabbitmq-server is not installed (and this is not root with apt-get)"
+        return 1
+    fi
+    echo "==> installing rabbitmq-server (apt-get)"
+    local policy=/usr/sbin/policy-rc.d made_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+    fi
+    local ok=0
+    if timeout 600 apt-get update -qq >/dev/null &&
+        DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq \
+            --no-install-recommends rabbitmq-server >/dev/null; then
+        ok=1
+    fi
+    [[ $made_policy -eq 1 ]] && rm -f "$policy"
+    if [[ $ok -eq 0 || ! -x $RMQ_SERVER ]]; then
+        RMQ_WHY="apt-get install rabbitmq-server failed"
+        return 1
+    fi
+}
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# True when the port answers the AMQP protocol header with a method frame
+# (connection.start): the broker has booted and takes clients. (Not
+# `rabbitmqctl await_startup`: the CLI's own VM can take half a minute to
+# start on a loaded machine.)
+amqp_answers() {
+    local first
+    first=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1
+        printf "AMQP\x00\x00\x09\x01" >&3
+        head -c 1 <&3 | od -An -tu1' "$1" 2>/dev/null) || return 1
+    [[ ${first// /} == 1 ]]
+}
+
+# The node's beam.smp: the start script's child (or the script itself, once
+# it has exec'd the VM).
+beam_pid() {
+    if [[ $(ps -o comm= -p "$RMQ_SCRIPT_PID" 2>/dev/null) == beam.smp ]]; then
+        echo "$RMQ_SCRIPT_PID"
+    else
+        pgrep -P "$RMQ_SCRIPT_PID" -x beam.smp || true
+    fi
+}
+
+rabbitmq_start() {
+    local port=${RMQ_TEST_PORT:-}
+    if [[ -z $port ]]; then
+        for p in $(seq 5690 5699); do
+            if port_free "$p" && port_free $((p + 20000)); then port=$p; break; fi
+        done
+    fi
+    if [[ -z $port ]]; then
+        RMQ_WHY="no free port for a private node in 5690-5699"
+        return 1
+    fi
+    RMQ_PORT=$port
+    RMQ_NODE="warren-test-$$@localhost"
+    RMQ_BASE=$(mktemp -d /tmp/warren-test-rabbitmq.XXXXXX)
+    RMQ_EPMD_BEFORE=$(pgrep -x epmd || true)
+    echo '[].' >"$RMQ_BASE/enabled_plugins"
+    # benches/rabbit-node.sh writes the config (loopback listener only) and
+    # runs the node in the foreground of its own session.
+    RMQB_NODE=$RMQ_NODE RMQB_PORT=$port RMQB_DIST_PORT=$((port + 20000)) RMQB_BASE=$RMQ_BASE \
+        RABBITMQ_ENABLED_PLUGINS_FILE="$RMQ_BASE/enabled_plugins" \
+        setsid benches/rabbit-node.sh run >"$RMQ_BASE/out.log" 2>&1 </dev/null &
+    RMQ_SCRIPT_PID=$!
+    local deadline=$((SECONDS + 180))
+    while ((SECONDS < deadline)); do
+        if ! kill -0 "$RMQ_SCRIPT_PID" 2>/dev/null; then
+            RMQ_WHY="the private RabbitMQ node exited while booting (the tail of its output is above)"
+            tail -20 "$RMQ_BASE/out.log" >&2 || true
+            return 1
+        fi
+        [[ -z $RMQ_BEAM_PID ]] && RMQ_BEAM_PID=$(beam_pid)
+        if amqp_answers "$port"; then
+            RMQ_URI="amqp://guest:guest@127.0.0.1:$port/%2f"
+            return 0
+        fi
+        sleep 1
+    done
+    RMQ_WHY="the private RabbitMQ node did not boot within 180 s (the tail of its output is above)"
+    tail -20 "$RMQ_BASE/out.log" >&2 || true
+    return 1
+}
+
+# Stops the node by PID (SIGTERM is RabbitMQ's orderly shutdown), then the
+# epmd it started if none ran before.
+rabbitmq_stop() {
+    [[ -z $RMQ_SCRIPT_PID ]] && return 0
+    local pid=${RMQ_BEAM_PID:-$(beam_pid)}
+    [[ -n $pid ]] && kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 900); do
+        kill -0 "$RMQ_SCRIPT_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$RMQ_SCRIPT_PID" 2>/dev/null; then
+        kill -KILL -- "-$RMQ_SCRIPT_PID" 2>/dev/null || true
+    fi
+    wait "$RMQ_SCRIPT_PID" 2>/dev/null || true
+    RMQ_SCRIPT_PID=""
+    if [[ -z $RMQ_EPMD_BEFORE ]]; then
+        for epmd in $(pgrep -x epmd || true); do kill "$epmd" 2>/dev/null || true; done
+    fi
+    [[ -n $RMQ_BASE ]] && rm -rf "$RMQ_BASE"
+    RMQ_BASE=""
+    return 0
+}
+trap rabbitmq_stop EXIT
+trap 'exit 130' INT TERM
+
+status=0
+if [[ -n ${WARREN_SKIP_RABBITMQ:-} ]]; then
+    echo "==> RabbitMQ pass skipped (WARREN_SKIP_RABBITMQ is set)"
+elif boot=$SECONDS && rabbitmq_install && rabbitmq_start; then
+    start=$SECONDS
+    echo "==> RabbitMQ pass: RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')," \
+        "node $RMQ_NODE at $RMQ_URI (booted in $(elapsed $((SECONDS - boot))))"
+    rabbit_status=0
+    WARREN_TEST_AMQP_URI=$RMQ_URI cargo test --test '*' || rabbit_status=$?
+    AMQP_URL=$RMQ_URI ./interop/run.sh || rabbit_status=$?
+    rabbitmq_stop
+    echo "==> RabbitMQ pass: $([[ $rabbit_status -eq 0 ]] && echo ok || echo FAILED) in $(elapsed $((SECONDS - start)))"
+    [[ $rabbit_status -ne 0 ]] && status=$rabbit_status
+else
+    rabbitmq_stop
+    echo "==> RabbitMQ pass skipped: no RabbitMQ to check against ($RMQ_WHY); running the Warren pass alone"
+    # CI always checks against RabbitMQ: there, not having it fails the run
+    # (after the Warren pass).
+    [[ ${CI:-} == true ]] && status=1
+fi
+
+start=$SECONDS
+echo "==> Warren pass: cargo test"
+warren_status=0
+cargo test --all-targets || warren_status=$?
+cargo test --doc || warren_status=$?
+echo "==> Warren pass: interop suites"
+./interop/run.sh || warren_status=$?
+echo "==> Warren pass: $([[ $warren_status -eq 0 ]] && echo ok || echo FAILED) in $(elapsed $((SECONDS - start)))"
+[[ $warren_status -ne 0 ]] && status=$warren_status
+exit $status

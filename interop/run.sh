@@ -6,10 +6,13 @@
 #   AMQP_URL=amqp://... run.sh     run the same suites against that broker
 #                                  instead (e.g. RabbitMQ, to check expectations)
 #   interop/run.sh -k confirms     extra arguments go to pytest (every suite)
-#   INTEROP_SUITES=celery run.sh   run only some suites (default: pika celery)
+#   INTEROP_SUITES=celery run.sh   run only some suites (default: pika celery
+#                                  amqpstorm aiormq aio_pika node)
 #
 # Installs pinned client libraries into interop/.venv on first run (and again
-# whenever requirements.txt changes).
+# whenever requirements.txt changes), and the node suite's (amqplib) into
+# interop/node/node_modules with `npm ci` (again whenever package-lock.json
+# changes).
 set -euo pipefail
 
 INTEROP_DIR="$(cd "$(dirname "$0")" && pwd)"
@@ -43,13 +46,32 @@ if [[ -z "${AMQP_URL:-}" && -z "${WARREN_BIN:-}" ]]; then
 fi
 export WARREN_BIN="${WARREN_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/warren}"
 
+# --- node modules (amqplib) ---------------------------------------------------
+NODE_DIR="$INTEROP_DIR/node"
+node_modules() {
+    local stamp="$NODE_DIR/node_modules/.package-lock.sha256" want
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        echo "==> interop: node suite needs node and npm (not found)" >&2
+        return 1
+    fi
+    want="$(sha256sum "$NODE_DIR/package-lock.json" | cut -d' ' -f1)"
+    if [[ ! -f "$stamp" ]] || [[ "$(cat "$stamp")" != "$want" ]]; then
+        echo "==> interop: npm ci (interop/node)"
+        (cd "$NODE_DIR" && timeout 300 npm ci --no-audit --no-fund --loglevel=error) || return 1
+        echo "$want" > "$stamp"
+    fi
+}
+
 # --- suites -----------------------------------------------------------------
 # INTEROP_SUITES selects the suites (default: all of them, in this order).
-# Each suite is its own pytest session with its own broker (or AMQP_URL).
-# Extra arguments go to every suite's pytest; a suite in which they select
-# no test (pytest exit 5) does not count as a failure unless none ran.
-SUITES="${INTEROP_SUITES:-pika celery}"
-declare -A BOUND=([pika]=300 [celery]=240)   # seconds, per suite
+# Each suite is its own test session with its own broker (or AMQP_URL): the
+# Python ones under pytest, node under node's test runner (interop/node/run.mjs).
+# Extra arguments go to every pytest suite; a suite in which they select
+# no test (pytest exit 5) does not count as a failure unless none ran. They
+# mean nothing to the node suite, which then does not run.
+SUITES="${INTEROP_SUITES:-pika celery amqpstorm aiormq aio_pika node}"
+# Seconds, per suite (each takes well under half of its bound).
+declare -A BOUND=([pika]=300 [celery]=240 [amqpstorm]=120 [aiormq]=120 [aio_pika]=180 [node]=180)
 status=0
 ran_any=0
 for suite in $SUITES; do
@@ -59,8 +81,18 @@ for suite in $SUITES; do
         echo "==> interop: $suite suite against $WARREN_BIN"
     fi
     rc=0
-    (cd "$INTEROP_DIR/$suite" && \
-        timeout --kill-after=15 "${BOUND[$suite]:-300}" "$VENV/bin/python" -m pytest "$@") || rc=$?
+    if [[ $suite == node ]]; then
+        if [[ $# -gt 0 ]]; then
+            rc=5
+        elif node_modules; then
+            (cd "$NODE_DIR" && timeout --kill-after=15 "${BOUND[node]}" node run.mjs) || rc=$?
+        else
+            rc=1
+        fi
+    else
+        (cd "$INTEROP_DIR/$suite" && \
+            timeout --kill-after=15 "${BOUND[$suite]:-300}" "$VENV/bin/python" -m pytest "$@") || rc=$?
+    fi
     case $rc in
         0) ran_any=1 ;;
         5) echo "==> interop: $suite: no test selected" ;;

@@ -697,6 +697,7 @@ async fn default_handshake_timeout_is_ten_seconds() {
 async fn socket_that_sends_nothing_is_closed_after_the_handshake_timeout() {
     let broker = TestBroker::start_with(|c| c.handshake_timeout_secs = 1).await;
     if broker.is_external() {
+        // Needs a broker configured with a 1 s handshake timeout.
         broker.stop().await;
         return;
     }
@@ -718,6 +719,7 @@ async fn socket_that_sends_nothing_is_closed_after_the_handshake_timeout() {
 async fn socket_that_sends_only_the_protocol_header_is_closed_after_the_handshake_timeout() {
     let broker = TestBroker::start_with(|c| c.handshake_timeout_secs = 1).await;
     if broker.is_external() {
+        // Needs a broker configured with a 1 s handshake timeout.
         broker.stop().await;
         return;
     }

@@ -294,6 +294,7 @@ async fn user_id_other_than_the_authenticated_user_closes_channel_with_406() {
 async fn message_over_max_size_closes_channel_with_406() {
     let broker = TestBroker::start_with(|c| c.max_message_size = 1000).await;
     if broker.is_external() {
+        // Needs a broker configured with max_message_size = 1000.
         broker.stop().await;
         return;
     }
@@ -330,6 +331,7 @@ async fn message_over_max_size_closes_channel_with_406() {
 async fn message_of_exactly_max_size_is_accepted() {
     let broker = TestBroker::start_with(|c| c.max_message_size = 1000).await;
     if broker.is_external() {
+        // Needs a broker configured with max_message_size = 1000.
         broker.stop().await;
         return;
     }
@@ -353,6 +355,7 @@ async fn message_of_exactly_max_size_is_accepted() {
 async fn max_message_size_counts_only_the_body() {
     let broker = TestBroker::start_with(|c| c.max_message_size = 1000).await;
     if broker.is_external() {
+        // Needs a broker configured with max_message_size = 1000.
         broker.stop().await;
         return;
     }

@@ -376,6 +376,7 @@ async fn a_dead_letter_routing_key_replaces_the_keys_and_drops_cc() {
 async fn stored_messages_keep_their_bcc_keys_across_a_restart() {
     let broker = TestBroker::start().await;
     if broker.is_external() {
+        // Restarts the in-process broker on its store.
         broker.stop().await;
         return;
     }

@@ -17,6 +17,15 @@ use lapin::types::FieldTable;
 use lapin::{Channel, Connection, ConnectionProperties};
 use warren::{Config, Server};
 
+/// True when `WARREN_TEST_AMQP_URI` points the suite at an outside broker.
+/// For tests that start Warren themselves (its binary, its embedding, its
+/// store) rather than through [`TestBroker`]: they check Warren's own
+/// machinery, which has no counterpart to compare with, so they skip then
+/// (checking Warren again in a run meant to check RabbitMQ proves nothing).
+pub fn outside_broker_requested() -> bool {
+    std::env::var_os("WARREN_TEST_AMQP_URI").is_some()
+}
+
 /// A broker for one test. Call [`TestBroker::stop`] at the end.
 pub struct TestBroker {
     server: Option<Server>,
