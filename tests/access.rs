@@ -10,6 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::admin::{Admin, Http, Tenant};
+use common::raw::{RawConn, method, short_str};
 use common::*;
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
@@ -755,6 +756,44 @@ async fn user_channel_limit_counts_every_connection_and_closes_with_530() {
         .await
         .expect("a second channel on the open connection");
     a.close(200, "bye".into()).await.ok();
+    t.remove().await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_name_the_failing_method_as_rabbitmq_does() {
+    let broker = TestBroker::start().await;
+    let admin = broker.admin();
+    let t = Tenant::new(&admin, "rawclose", Some(("^c-", ".*", ".*"))).await;
+    admin
+        .user_limit(&t.user, UserLimit::MaxChannels, Some(1))
+        .await;
+    let mut c = RawConn::handshake_until_open(broker.addr, &t.user, &t.password, &t.vhost).await;
+    c.expect_method(10, 41).await;
+    c.open_channel(1).await;
+    // A refused queue.declare closes its channel naming queue.declare.
+    let mut declare = vec![0, 0];
+    declare.extend(short_str("q"));
+    declare.push(0);
+    declare.extend_from_slice(&0u32.to_be_bytes());
+    c.send(&method(1, 50, 10, &declare)).await;
+    let (channel, code, _, class, method_id) = c.expect_close().await;
+    assert_eq!((channel, code, class, method_id), (1, 403, 50, 10));
+    c.send(&method(1, 20, 41, &[])).await;
+    // RabbitMQ uncounts a closed channel shortly after its close-ok.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.open_channel(2).await;
+    // One channel too many closes the connection, naming no method.
+    c.send(&method(3, 20, 10, &short_str(""))).await;
+    let (channel, code, text, class, method_id) = c.expect_close().await;
+    assert_eq!((channel, code, class, method_id), (0, 530, 0, 0));
+    assert!(text.contains("maximum allowed user limit of (1)"), "{text}");
+    drop(c);
+    // A refused vhost names connection.open.
+    admin.clear_permissions(&t.user, &t.vhost).await;
+    let mut c = RawConn::handshake_until_open(broker.addr, &t.user, &t.password, &t.vhost).await;
+    assert_eq!(c.expect_close().await, (0, 530, vhost_refused(&t), 10, 40));
+    drop(c);
     t.remove().await;
     broker.stop().await;
 }
