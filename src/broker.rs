@@ -1,48 +1,85 @@
-//! The broker: virtual hosts, users, the store, and the registry of live
-//! connections. Opening a broker recovers everything durable from disk.
+//! The broker: virtual hosts, access control, the store, and the registry
+//! of live connections. Opening a broker recovers everything durable from
+//! disk, and on a first start seeds the default user and vhost.
+//!
+//! Creating and deleting vhosts, and deleting users, happen here because
+//! they reach past the records in [`Access`]: a vhost has exchanges and
+//! queues, and a deleted vhost or user has connections to close.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use tracing::{info, warn};
 
+use crate::access::limits::exceeded;
+use crate::access::{
+    Access, AccessError, AuthUser, Credentials, Put, UserLimit, UserSpec, VHostLimit,
+    VHostMetadata, tag,
+};
 use crate::alarm::Alarms;
-use crate::auth::Users;
+use crate::amqp_err;
 use crate::config::Config;
 use crate::connection::handle::{ConnEvent, ConnectionHandle, shutdown_error};
+use crate::protocol::{AmqpError, AmqpResult, ReplyCode};
 use crate::store::{Store, StoreError};
 use crate::timer::{TimerEvents, Timers};
 use crate::vhost::VHost;
 
+/// The description RabbitMQ gives the vhost it creates at first start.
+const DEFAULT_VHOST_DESCRIPTION: &str = "Default virtual host";
+
+/// Why a broker cannot open.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot create the default user and vhost: {0}")]
+    Access(#[from] AccessError),
+}
+
 #[derive(Debug)]
 pub struct Broker {
     pub config: Config,
-    pub users: Users,
+    /// Users, vhost records, permissions and limits.
+    pub access: Access,
     pub store: Arc<Store>,
     pub alarms: Alarms,
     pub timers: Timers,
     /// Taken by the server, which runs the timers.
     timer_events: Mutex<Option<TimerEvents>>,
     vhosts: RwLock<HashMap<String, Arc<VHost>>>,
+    /// Held while a vhost is created or deleted, so the two never interleave.
+    vhost_changes: Mutex<()>,
     connections: Mutex<Registry>,
     next_id: AtomicU64,
 }
 
-/// The open connections, and whether the broker is shutting down (a
-/// connection that opens after that is told to close at once).
+/// The open connections, counted by vhost and user for the limits, and
+/// whether the broker is shutting down (a connection that opens after that
+/// is told to close at once).
 #[derive(Debug, Default)]
 struct Registry {
     open: HashMap<u64, Arc<ConnectionHandle>>,
     closing: bool,
+    per_vhost: HashMap<Arc<str>, usize>,
+    per_user: HashMap<String, UserUsage>,
+}
+
+/// A user's open connections and channels.
+#[derive(Debug, Default)]
+struct UserUsage {
+    connections: usize,
+    /// Counted by the channels themselves ([`crate::access::ChannelSlot`]).
+    channels: Arc<AtomicUsize>,
 }
 
 impl Broker {
     /// Open the store in the data directory and rebuild vhosts, exchanges,
     /// queues (with their messages, in order) and bindings from it.
-    pub fn open(config: Config) -> Result<Broker, StoreError> {
+    pub fn open(config: Config) -> Result<Broker, OpenError> {
         let started = Instant::now();
         let store = Store::open(
             &config.data_dir,
@@ -50,20 +87,27 @@ impl Broker {
             config.store_cache_mb.saturating_mul(1 << 20),
         )?;
         let topology = store.load_topology()?;
-        let users = Users::default();
-        let guest_only_local = config.default_user == "guest" && !config.allow_remote_guest;
-        users.add(&config.default_user, &config.default_pass, guest_only_local);
+        let (access, first_start) = Access::open(store.clone(), config.loopback_users())?;
+        // Vhosts kept before access records were: give them a record.
+        for name in &topology.vhosts {
+            if !access.vhost_exists(name) {
+                access.put_vhost(name, VHostMetadata::default())?;
+            }
+        }
+        if first_start {
+            seed_defaults(&access, &config)?;
+        }
         let memory = config.queue_memory_messages;
         let (timers, timer_events) = Timers::new();
         let mut vhosts: HashMap<String, Arc<VHost>> = HashMap::new();
-        let mut names = topology.vhosts.clone();
-        if !names.iter().any(|n| n == "/") {
-            store.put_vhost("/");
-            names.push("/".to_string());
-        }
-        for name in names {
-            let vhost = VHost::new(&name, Some(store.clone()), memory, Some(timers.clone()));
-            vhosts.insert(name, vhost);
+        for info in access.vhosts() {
+            let vhost = VHost::new(
+                &info.name,
+                Some(store.clone()),
+                memory,
+                Some(timers.clone()),
+            );
+            vhosts.insert(info.name, vhost);
         }
         for record in &topology.exchanges {
             match vhosts.get(&record.vhost) {
@@ -113,9 +157,10 @@ impl Broker {
             timer_events: Mutex::new(Some(timer_events)),
             alarms: Alarms::new(),
             config,
-            users,
+            access,
             store,
             vhosts: RwLock::new(vhosts),
+            vhost_changes: Mutex::new(()),
             connections: Mutex::new(Registry::default()),
             next_id: AtomicU64::new(1),
         })
@@ -130,23 +175,169 @@ impl Broker {
         self.vhosts.read().get(name).cloned()
     }
 
+    /// The names of the vhosts, sorted.
+    pub fn vhost_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.vhosts.read().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Create a vhost (with its `amq.*` exchanges), or update an existing
+    /// one's description and tags, as RabbitMQ's `put_vhost`. Nobody has
+    /// permissions in a new vhost until they are set.
+    pub fn put_vhost(&self, name: &str, metadata: VHostMetadata) -> Result<Put, AccessError> {
+        let _changing = self.vhost_changes.lock();
+        let put = self.access.put_vhost(name, metadata)?;
+        self.vhosts
+            .write()
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                VHost::new(
+                    name,
+                    Some(self.store.clone()),
+                    self.config.queue_memory_messages,
+                    Some(self.timers.clone()),
+                )
+            });
+        if put == Put::Created {
+            info!("added vhost '{name}'");
+        }
+        Ok(put)
+    }
+
+    /// Delete a vhost as RabbitMQ does: its permissions first (so no new
+    /// connection opens it), then its queues (their consumers are told)
+    /// with their messages, its exchanges, and its records; then its
+    /// connections close with 320 CONNECTION_FORCED. Blocks on the store:
+    /// call it off the async workers.
+    pub fn delete_vhost(&self, name: &str) -> Result<(), AccessError> {
+        let _changing = self.vhost_changes.lock();
+        self.access.delete_vhost(name)?;
+        let Some(vhost) = self.vhosts.write().remove(name) else {
+            return Ok(());
+        };
+        info!("deleting vhost '{name}'");
+        for queue in vhost.queues() {
+            vhost.expire_queue(&queue);
+        }
+        for exchange in vhost.exchange_names() {
+            if !exchange.is_empty() && !exchange.starts_with("amq.") {
+                // Gone already when an earlier deletion auto-deleted it.
+                let _ = vhost.delete_exchange(&exchange, false);
+            }
+        }
+        self.close_where(
+            &AmqpError::new(
+                ReplyCode::ConnectionForced,
+                format!("vhost '{name}' is deleted"),
+            ),
+            |handle| &*handle.vhost == name,
+        );
+        Ok(())
+    }
+
+    /// Delete a user with its permissions; its connections close with 320
+    /// CONNECTION_FORCED, as in RabbitMQ.
+    pub fn delete_user(&self, name: &str) -> Result<(), AccessError> {
+        self.access.delete_user(name)?;
+        info!("deleted user '{name}'");
+        self.close_where(
+            &AmqpError::new(
+                ReplyCode::ConnectionForced,
+                format!("user '{name}' is deleted"),
+            ),
+            |handle| handle.user == name,
+        );
+        Ok(())
+    }
+
+    /// Admit a connection at `connection.open`, checking what RabbitMQ
+    /// checks, in its order: the vhost exists, its connection limit, the
+    /// user's connection limit, the user's access to the vhost. Returns
+    /// the vhost and the counter of the user's channels.
+    pub fn admit(
+        &self,
+        handle: Arc<ConnectionHandle>,
+        user: &AuthUser,
+    ) -> AmqpResult<(Arc<VHost>, Arc<AtomicUsize>)> {
+        let name = &*handle.vhost;
+        let Some(vhost) = self.vhost(name) else {
+            return Err(amqp_err!(NotAllowed, "vhost {name} not found"));
+        };
+        let mut registry = self.connections.lock();
+        let in_vhost = registry.per_vhost.get(name).copied().unwrap_or(0);
+        let limit = self.access.vhost_limit(name, VHostLimit::MaxConnections);
+        if let Some(limit) = exceeded(limit, in_vhost) {
+            return Err(amqp_err!(
+                NotAllowed,
+                "access to vhost '{name}' refused for user '{}': connection limit ({limit}) is reached",
+                user.name
+            ));
+        }
+        let of_user = registry
+            .per_user
+            .get(&user.name)
+            .map_or(0, |u| u.connections);
+        let limit = self
+            .access
+            .user_limit(&user.name, UserLimit::MaxConnections);
+        if let Some(limit) = exceeded(limit, of_user) {
+            return Err(amqp_err!(
+                NotAllowed,
+                "connection refused for user '{}': user connection limit ({limit}) is reached",
+                user.name
+            ));
+        }
+        if !self.access.may_open(&user.name, name) {
+            return Err(amqp_err!(
+                NotAllowed,
+                "access to vhost '{name}' refused for user '{}'",
+                user.name
+            ));
+        }
+        *registry.per_vhost.entry(handle.vhost.clone()).or_default() += 1;
+        let usage = registry.per_user.entry(user.name.clone()).or_default();
+        usage.connections += 1;
+        let channels = usage.channels.clone();
+        if registry.closing {
+            handle.send(ConnEvent::Close(shutdown_error()));
+        }
+        registry.open.insert(handle.id, handle);
+        Ok((vhost, channels))
+    }
+
     /// A fresh connection id.
     pub fn next_connection_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A connection that completed `connection.open`. Once the broker is
-    /// shutting down, it is told to close straight away.
-    pub fn register(&self, handle: Arc<ConnectionHandle>) {
+    /// A connection admitted by [`Broker::admit`] ended.
+    pub fn deregister(&self, id: u64) {
         let mut registry = self.connections.lock();
-        if registry.closing {
-            handle.send(ConnEvent::Close(shutdown_error()));
+        let Some(handle) = registry.open.remove(&id) else {
+            return;
+        };
+        if let Some(count) = registry.per_vhost.get_mut(&handle.vhost) {
+            *count -= 1;
+            if *count == 0 {
+                registry.per_vhost.remove(&handle.vhost);
+            }
         }
-        registry.open.insert(handle.id, handle);
+        if let Some(usage) = registry.per_user.get_mut(&handle.user) {
+            usage.connections -= 1;
+            if usage.connections == 0 {
+                registry.per_user.remove(&handle.user);
+            }
+        }
     }
 
-    pub fn deregister(&self, id: u64) {
-        self.connections.lock().open.remove(&id);
+    /// Close the open connections `which` selects with `error`.
+    fn close_where(&self, error: &AmqpError, which: impl Fn(&ConnectionHandle) -> bool) {
+        for handle in self.connections.lock().open.values() {
+            if which(handle) {
+                handle.send(ConnEvent::Close(error.clone()));
+            }
+        }
     }
 
     pub fn connection_count(&self) -> usize {
@@ -178,4 +369,28 @@ impl Broker {
             handle.send(ConnEvent::AlarmsChanged);
         }
     }
+}
+
+/// RabbitMQ's first-start data: the default vhost, and the default user
+/// with the `administrator` tag and full permissions there.
+fn seed_defaults(access: &Access, config: &Config) -> Result<(), AccessError> {
+    let (user, vhost) = (&config.default_user, &config.default_vhost);
+    access.put_vhost(
+        vhost,
+        VHostMetadata {
+            description: Some(DEFAULT_VHOST_DESCRIPTION.to_string()),
+            ..VHostMetadata::default()
+        },
+    )?;
+    access.put_user(
+        user,
+        UserSpec {
+            credentials: Credentials::Password(config.default_pass.clone()),
+            tags: vec![tag::ADMINISTRATOR.to_string()],
+            limits: None,
+        },
+    )?;
+    access.set_permissions(user, vhost, ".*", ".*", ".*")?;
+    info!("created the default user '{user}' and vhost '{vhost}'");
+    Ok(())
 }

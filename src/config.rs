@@ -1,11 +1,15 @@
 //! Broker configuration: command-line flags, each also readable from a
 //! `WARREN_…` environment variable, parsed once at start into [`Config`].
+//! The default user, password and vhost also read RabbitMQ's variables
+//! (`RABBITMQ_DEFAULT_USER`, …), so a compose file written for RabbitMQ's
+//! image works unchanged.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// Everything the broker is told at start.
 #[derive(Debug, Clone, Parser)]
@@ -47,11 +51,13 @@ pub struct Config {
     #[arg(long, env = "WARREN_HANDSHAKE_TIMEOUT", default_value_t = 10)]
     pub handshake_timeout_secs: u64,
 
-    /// The user created at first start, with full access to the default vhost.
+    /// The user created at first start (when the store holds no users,
+    /// vhosts or permissions), tagged administrator, with full permissions
+    /// on the default vhost. Also read from RABBITMQ_DEFAULT_USER.
     #[arg(long, env = "WARREN_DEFAULT_USER", default_value = "guest")]
     pub default_user: String,
 
-    /// Password of the default user.
+    /// Password of the default user. Also read from RABBITMQ_DEFAULT_PASS.
     #[arg(
         long,
         env = "WARREN_DEFAULT_PASS",
@@ -60,8 +66,22 @@ pub struct Config {
     )]
     pub default_pass: String,
 
-    /// Let the default "guest" user connect from other hosts than loopback
-    /// (RabbitMQ's loopback_users = none).
+    /// The vhost created at first start. Also read from RABBITMQ_DEFAULT_VHOST.
+    #[arg(long, env = "WARREN_DEFAULT_VHOST", default_value = "/")]
+    pub default_vhost: String,
+
+    /// Users who may connect only from loopback addresses (RabbitMQ's
+    /// loopback_users), comma-separated; "none" for nobody.
+    #[arg(
+        long,
+        env = "WARREN_LOOPBACK_USERS",
+        default_value = "guest",
+        value_delimiter = ','
+    )]
+    pub loopback_users: Vec<String>,
+
+    /// Let "guest" connect from other hosts than loopback (takes it off
+    /// --loopback-users).
     #[arg(long, env = "WARREN_ALLOW_REMOTE_GUEST", default_value_t = false)]
     pub allow_remote_guest: bool,
 
@@ -110,7 +130,62 @@ impl Default for Config {
     }
 }
 
+/// RabbitMQ's variables for the first-start defaults, by flag.
+const RABBITMQ_ALIASES: [(&str, &str); 3] = [
+    ("default_user", "RABBITMQ_DEFAULT_USER"),
+    ("default_pass", "RABBITMQ_DEFAULT_PASS"),
+    ("default_vhost", "RABBITMQ_DEFAULT_VHOST"),
+];
+
 impl Config {
+    /// The command line and environment of this process, as the `warren`
+    /// binary reads them: flags, then `WARREN_…` variables, then RabbitMQ's
+    /// `RABBITMQ_DEFAULT_USER`/`_PASS`/`_VHOST`, then defaults. Exits with
+    /// the usage on bad flags.
+    pub fn from_args_and_env() -> Config {
+        Self::from_iter_and_env(std::env::args_os(), |name| std::env::var(name).ok())
+            .unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Config::from_args_and_env`] with the arguments and RabbitMQ's
+    /// variables given (`WARREN_…` variables are still read from the
+    /// process environment).
+    pub fn from_iter_and_env<I, T>(
+        args: I,
+        rabbitmq_env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Config::command().try_get_matches_from(args)?;
+        let mut config = Config::from_arg_matches(&matches)?;
+        for (id, variable) in RABBITMQ_ALIASES {
+            if matches.value_source(id) != Some(ValueSource::DefaultValue) {
+                continue;
+            }
+            if let Some(value) = rabbitmq_env(variable) {
+                match id {
+                    "default_user" => config.default_user = value,
+                    "default_pass" => config.default_pass = value,
+                    _ => config.default_vhost = value,
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// The users allowed to connect only from loopback addresses.
+    pub fn loopback_users(&self) -> Vec<String> {
+        self.loopback_users
+            .iter()
+            .map(|u| u.trim())
+            .filter(|u| !u.is_empty() && *u != "none")
+            .filter(|u| !(self.allow_remote_guest && *u == "guest"))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Defaults, but listening on an ephemeral loopback port with data in
     /// `data_dir`: what embedding applications and tests want.
     pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
@@ -182,5 +257,43 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(fixed.memory_limit(1000), Ok(512 << 20));
+    }
+
+    #[test]
+    fn rabbitmq_variables_stand_in_for_unset_defaults() {
+        let env = |name: &str| match name {
+            "RABBITMQ_DEFAULT_USER" => Some("app".to_string()),
+            "RABBITMQ_DEFAULT_PASS" => Some("secret".to_string()),
+            "RABBITMQ_DEFAULT_VHOST" => Some("orders".to_string()),
+            _ => None,
+        };
+        let config = Config::from_iter_and_env(["warren"], env).unwrap();
+        assert_eq!(
+            (config.default_user.as_str(), config.default_pass.as_str()),
+            ("app", "secret")
+        );
+        assert_eq!(config.default_vhost, "orders");
+        // A flag wins over RabbitMQ's variable.
+        let config = Config::from_iter_and_env(["warren", "--default-user", "ops"], env).unwrap();
+        assert_eq!(config.default_user, "ops");
+        assert_eq!(config.default_vhost, "orders");
+        let config = Config::from_iter_and_env(["warren"], |_| None).unwrap();
+        assert_eq!(config.default_vhost, "/");
+    }
+
+    #[test]
+    fn loopback_users() {
+        assert_eq!(Config::default().loopback_users(), vec!["guest"]);
+        let remote = Config {
+            allow_remote_guest: true,
+            ..Config::default()
+        };
+        assert!(remote.loopback_users().is_empty());
+        let config =
+            Config::from_iter_and_env(["warren", "--loopback-users", "a,b"], |_| None).unwrap();
+        assert_eq!(config.loopback_users(), vec!["a", "b"]);
+        let none =
+            Config::from_iter_and_env(["warren", "--loopback-users", "none"], |_| None).unwrap();
+        assert!(none.loopback_users().is_empty());
     }
 }

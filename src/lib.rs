@@ -10,17 +10,17 @@
 //! - [`vhost`]: exchanges, queues and bindings of a virtual host, and routing.
 //! - [`exchange`]: direct, fanout, topic and headers routing.
 //! - [`queue`]: ready messages, consumers, delivery and settlement.
-//! - [`broker`]: virtual hosts, users, live connections; recovery at start.
+//! - [`broker`]: virtual hosts, live connections; recovery at start.
 //! - [`store`]: durable state in sled, group commit of confirms.
 //! - [`stream`]: stream queues' append-only segment log: append, flush, readers, retention.
 //! - [`alarm`]: memory and disk alarms that block publishers.
 //! - [`timer`]: deadlines: message and queue expiry, delayed messages.
-//! - [`auth`]: users and SASL mechanisms.
+//! - [`access`]: users, password hashes, SASL, permissions, limits: who may do what.
 //! - [`config`]: flags and environment variables.
 //! - [`server`]: the listener and the embeddable broker handle.
 
+pub mod access;
 pub mod alarm;
-pub mod auth;
 pub mod broker;
 pub mod channel;
 pub mod config;

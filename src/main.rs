@@ -1,12 +1,11 @@
 //! The `warren` command: parse flags, start the broker, stop it on SIGINT or SIGTERM.
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use warren::{Config, Server};
 
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
-    let config = Config::parse();
+    let config = Config::from_args_and_env();
     let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -51,6 +51,56 @@ pub struct Route {
     /// The exchange name the message carries.
     pub exchange: Arc<str>,
     pub target: Target,
+    /// The exchange is a topic exchange (whose routing keys topic
+    /// permissions govern).
+    pub topic: bool,
+}
+
+/// What a declaration asks of its caller at the points where RabbitMQ
+/// checks permissions and limits (which live above the vhost, in
+/// `access`). Each method refuses with the error to close the channel with.
+pub trait DeclareGuard {
+    /// Before an exchange is compared with its declaration or created.
+    fn configure_exchange(&mut self, name: &str) -> AmqpResult<()>;
+    /// Before a queue is compared with its declaration or created.
+    fn configure_queue(&mut self, name: &str) -> AmqpResult<()>;
+    /// Before queue `name` is created in a vhost holding `queues` queues.
+    fn creating_queue(&mut self, name: &str, queues: usize) -> AmqpResult<()>;
+    /// A new exchange names an alternate exchange.
+    fn alternate_exchange(&mut self, exchange: &str, alternate: &str) -> AmqpResult<()>;
+    /// A new queue names a dead-letter exchange.
+    fn dead_letter_exchange(&mut self, queue: &str, exchange: &str) -> AmqpResult<()>;
+}
+
+/// A guard that allows everything (the broker's own declarations).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoGuard;
+
+impl DeclareGuard for NoGuard {
+    fn configure_exchange(&mut self, _: &str) -> AmqpResult<()> {
+        Ok(())
+    }
+    fn configure_queue(&mut self, _: &str) -> AmqpResult<()> {
+        Ok(())
+    }
+    fn creating_queue(&mut self, _: &str, _: usize) -> AmqpResult<()> {
+        Ok(())
+    }
+    fn alternate_exchange(&mut self, _: &str, _: &str) -> AmqpResult<()> {
+        Ok(())
+    }
+    fn dead_letter_exchange(&mut self, _: &str, _: &str) -> AmqpResult<()> {
+        Ok(())
+    }
+}
+
+/// An exchange type `exchange.declare` accepts; 503 otherwise.
+pub fn check_exchange_type(kind: &str) -> AmqpResult<()> {
+    if kind == DELAYED_TYPE || ExchangeKind::parse(kind).is_some() {
+        Ok(())
+    } else {
+        Err(amqp_err!(CommandInvalid, "unknown exchange type '{kind}'"))
+    }
 }
 
 /// The exchange type of the delayed-message exchange.
@@ -217,7 +267,8 @@ impl VHost {
         amqp_err!(NotFound, "no {}", self.queue_desc(name))
     }
 
-    fn default_exchange_refused() -> crate::protocol::AmqpError {
+    /// What operations on the default exchange are refused with.
+    pub fn default_exchange_refused() -> crate::protocol::AmqpError {
         amqp_err!(
             AccessRefused,
             "operation not permitted on the default exchange"
@@ -227,18 +278,17 @@ impl VHost {
     // ---- exchanges -------------------------------------------------------
 
     /// `exchange.declare` (not passive).
-    pub fn declare_exchange(&self, spec: ExchangeSpec) -> AmqpResult<()> {
+    pub fn declare_exchange(
+        &self,
+        spec: ExchangeSpec,
+        guard: &mut dyn DeclareGuard,
+    ) -> AmqpResult<()> {
         let delayed = spec.kind == DELAYED_TYPE;
-        if !delayed && ExchangeKind::parse(&spec.kind).is_none() {
-            return Err(amqp_err!(
-                CommandInvalid,
-                "unknown exchange type '{}'",
-                spec.kind
-            ));
-        }
+        check_exchange_type(&spec.kind)?;
         if spec.name.is_empty() {
             return Err(Self::default_exchange_refused());
         }
+        guard.configure_exchange(&spec.name)?;
         let mut topo = self.topology.write();
         if let Some(existing) = topo.exchanges.get(spec.name.as_str()) {
             let name = self.exchange_desc(&spec.name);
@@ -287,6 +337,11 @@ impl VHost {
             "alternate-exchange",
             &self.exchange_desc(&spec.name),
         )?;
+        if let Some(alternate) =
+            lookup(&spec.arguments, "alternate-exchange").and_then(crate::protocol::table::as_text)
+        {
+            guard.alternate_exchange(&spec.name, &alternate)?;
+        }
         let kind = match delayed {
             true => delayed_routing(&spec.arguments).ok_or_else(|| {
                 amqp_err!(
@@ -343,8 +398,9 @@ impl VHost {
         }
     }
 
-    /// `exchange.delete`. Deleting a missing exchange succeeds, as in RabbitMQ.
-    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+    /// Whether `exchange.delete` may delete `name` at all: not the default
+    /// exchange, nor a system one (`amq.*`).
+    pub fn check_exchange_deletion(&self, name: &str) -> AmqpResult<()> {
         if name.is_empty() {
             return Err(Self::default_exchange_refused());
         }
@@ -355,6 +411,12 @@ impl VHost {
                 self.exchange_desc(name)
             ));
         }
+        Ok(())
+    }
+
+    /// `exchange.delete`. Deleting a missing exchange succeeds, as in RabbitMQ.
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> AmqpResult<()> {
+        self.check_exchange_deletion(name)?;
         let mut topo = self.topology.write();
         let Some(exchange) = topo.exchanges.get(name) else {
             return Ok(());
@@ -420,6 +482,7 @@ impl VHost {
         &self,
         spec: QueueSpec,
         connection: u64,
+        guard: &mut dyn DeclareGuard,
     ) -> AmqpResult<(Arc<Queue>, bool, u32, u32)> {
         if !spec.server_named && spec.name.starts_with("amq.") {
             return Err(amqp_err!(
@@ -428,6 +491,7 @@ impl VHost {
                 spec.name
             ));
         }
+        guard.configure_queue(&spec.name)?;
         let owner = spec.exclusive.then_some(connection);
         let durable = spec.durable && !spec.exclusive;
         let existing = self.topology.read().queues.get(spec.name.as_str()).cloned();
@@ -459,8 +523,15 @@ impl VHost {
             let (messages, consumers) = queue.counts();
             return Ok((queue, false, messages, consumers));
         }
+        let queues = self.topology.read().queues.len();
+        guard.creating_queue(&spec.name, queues)?;
         let description = self.queue_desc(&spec.name);
         check_name_arg(&spec.arguments, "x-dead-letter-exchange", &description)?;
+        if let Some(dlx) = lookup(&spec.arguments, "x-dead-letter-exchange")
+            .and_then(crate::protocol::table::as_text)
+        {
+            guard.dead_letter_exchange(&spec.name, &dlx)?;
+        }
         let args = QueueArgs::parse(&spec.arguments, &description)?;
         if spec.server_named && args.is_quorum() {
             return Err(amqp_err!(
@@ -473,7 +544,7 @@ impl VHost {
         if topo.queues.contains_key(spec.name.as_str()) {
             // Declared by another connection meanwhile: answer as for an existing one.
             drop(topo);
-            return self.declare_queue(spec, connection);
+            return self.declare_queue(spec, connection, guard);
         }
         let name: Arc<str> = Arc::from(spec.name.as_str());
         let storage = match &self.store {
@@ -788,12 +859,14 @@ impl VHost {
                 return Ok(Route {
                     exchange: self.default_exchange.clone(),
                     target: Target::Reply(consumer),
+                    topic: false,
                 });
             }
             Self::walk_default(&topo, routing_key, extra_keys, queues);
             return Ok(Route {
                 exchange: self.default_exchange.clone(),
                 target: Target::Queues,
+                topic: false,
             });
         }
         let name = String::from_utf8_lossy(exchange);
@@ -813,12 +886,14 @@ impl VHost {
             return Ok(Route {
                 exchange: key.clone(),
                 target: Target::Delayed(delayer.clone(), delay),
+                topic: false,
             });
         }
         Self::walk(&topo, source, routing_key, extra_keys, properties, queues);
         Ok(Route {
             exchange: key.clone(),
             target: Target::Queues,
+            topic: is_topic(source),
         })
     }
 
@@ -949,6 +1024,16 @@ impl VHost {
         self.topology.read().queues.values().cloned().collect()
     }
 
+    /// Whether `name` is a topic exchange (whose binding keys topic
+    /// permissions govern).
+    pub fn is_topic_exchange(&self, name: &str) -> bool {
+        self.topology
+            .read()
+            .exchanges
+            .get(name)
+            .is_some_and(is_topic)
+    }
+
     /// Names of the exchanges.
     pub fn exchange_names(&self) -> Vec<String> {
         self.topology
@@ -958,6 +1043,12 @@ impl VHost {
             .map(|k| k.to_string())
             .collect()
     }
+}
+
+/// A topic exchange, by its declared type (a delayed-message exchange
+/// routing as a topic one is not: RabbitMQ checks topic permissions by type).
+fn is_topic(exchange: &Exchange) -> bool {
+    exchange.kind == ExchangeKind::Topic && exchange.delayer().is_none()
 }
 
 /// An argument naming an exchange must be a long string; RabbitMQ checks

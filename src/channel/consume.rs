@@ -8,6 +8,7 @@ use amq_protocol::types::ShortString;
 
 use super::publish::REPLY_TO;
 use super::{Channel, Session, Settle, settle_unacked};
+use crate::access::{Permission, ResourceKind};
 use crate::amqp_err;
 use crate::protocol::AmqpResult;
 use crate::protocol::method::put_get_ok_args;
@@ -61,6 +62,7 @@ impl Channel {
             return self.consume_replies(s, consume);
         }
         let queue_name = self.expand_queue_name(consume.queue.as_str())?;
+        self.check(s, ResourceKind::Queue, &queue_name, Permission::Read)?;
         let queue = s.vhost.queue_for(&queue_name, s.connection_id())?;
         if queue.args.is_quorum() && self.link.deliveries.lock().global_prefetch != 0 {
             return Err(amqp_err!(
@@ -167,6 +169,7 @@ impl Channel {
 
     pub(super) fn get(&mut self, s: &Session, queue: &str, no_ack: bool) -> AmqpResult<()> {
         let name = self.expand_queue_name(queue)?;
+        self.check(s, ResourceKind::Queue, &name, Permission::Read)?;
         let queue = s.vhost.queue_for(&name, s.connection_id())?;
         let link = &self.link;
         let frame_max = s.handle.frame_max;

@@ -1,12 +1,66 @@
-//! The exchange and queue classes: declare, delete, bind, unbind, purge.
+//! The exchange and queue classes: declare, delete, bind, unbind, purge,
+//! each with the permission checks RabbitMQ makes, where it makes them.
 
 use amq_protocol::protocol::{AMQPClass, exchange, queue};
-use amq_protocol::types::ShortString;
+use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 
 use super::{Channel, Session, strip_cr_lf};
+use crate::access::limits::exceeded;
+use crate::access::{Permission, PermissionCache, ResourceKind, VHostLimit};
+use crate::amqp_err;
 use crate::protocol::AmqpResult;
+use crate::protocol::table::lookup;
 use crate::util::generated_name;
-use crate::vhost::{BindTarget, ExchangeSpec, QueueSpec};
+use crate::vhost::{BindTarget, DeclareGuard, ExchangeSpec, QueueSpec, VHost};
+
+/// The checks a declaration makes mid-way, for a channel's user.
+struct Guard<'a> {
+    permissions: &'a mut PermissionCache,
+    s: &'a Session,
+}
+
+impl Guard<'_> {
+    fn check(&mut self, kind: ResourceKind, name: &str, permission: Permission) -> AmqpResult<()> {
+        self.permissions
+            .check(self.s.asker(), kind, name.as_bytes(), permission)
+    }
+}
+
+impl DeclareGuard for Guard<'_> {
+    fn configure_exchange(&mut self, name: &str) -> AmqpResult<()> {
+        self.check(ResourceKind::Exchange, name, Permission::Configure)
+    }
+
+    fn configure_queue(&mut self, name: &str) -> AmqpResult<()> {
+        self.check(ResourceKind::Queue, name, Permission::Configure)
+    }
+
+    fn creating_queue(&mut self, name: &str, queues: usize) -> AmqpResult<()> {
+        let vhost = &self.s.vhost.name;
+        let max = self
+            .s
+            .broker
+            .access
+            .vhost_limit(vhost, VHostLimit::MaxQueues);
+        match exceeded(max, queues) {
+            None => Ok(()),
+            Some(limit) => Err(amqp_err!(
+                PreconditionFailed,
+                "cannot declare queue '{name}': queue limit in vhost '{vhost}' ({limit}) is reached"
+            )),
+        }
+    }
+
+    fn alternate_exchange(&mut self, exchange: &str, alternate: &str) -> AmqpResult<()> {
+        self.check(ResourceKind::Exchange, exchange, Permission::Read)?;
+        self.check(ResourceKind::Exchange, alternate, Permission::Write)
+    }
+
+    fn dead_letter_exchange(&mut self, queue: &str, exchange: &str) -> AmqpResult<()> {
+        self.check(ResourceKind::Queue, queue, Permission::Read)?;
+        self.check(ResourceKind::Exchange, exchange, Permission::Write)
+    }
+}
 
 impl Channel {
     pub(super) fn exchange_declare(&mut self, s: &Session, d: exchange::Declare) -> AmqpResult<()> {
@@ -15,14 +69,19 @@ impl Channel {
         if d.passive {
             s.vhost.check_exchange(&name)?;
         } else {
-            s.vhost.declare_exchange(ExchangeSpec {
+            let spec = ExchangeSpec {
                 name,
                 kind: d.kind.as_str().to_string(),
                 durable: d.durable,
                 auto_delete: d.auto_delete,
                 internal: d.internal,
                 arguments: d.arguments,
-            })?;
+            };
+            let mut guard = Guard {
+                permissions: &mut self.permissions,
+                s,
+            };
+            s.vhost.declare_exchange(spec, &mut guard)?;
         }
         if !d.nowait {
             s.reply(
@@ -35,9 +94,11 @@ impl Channel {
     }
 
     pub(super) fn exchange_delete(&mut self, s: &Session, d: exchange::Delete) -> AmqpResult<()> {
+        let name = strip_cr_lf(d.exchange.as_str());
         let mark = s.topology_mark();
-        s.vhost
-            .delete_exchange(&strip_cr_lf(d.exchange.as_str()), d.if_unused)?;
+        s.vhost.check_exchange_deletion(&name)?;
+        self.check(s, ResourceKind::Exchange, &name, Permission::Configure)?;
+        s.vhost.delete_exchange(&name, d.if_unused)?;
         if !d.nowait {
             s.reply(
                 self.id,
@@ -48,11 +109,44 @@ impl Channel {
         Ok(())
     }
 
+    /// RabbitMQ's checks of a binding change, in its order: write on the
+    /// destination, neither end the default exchange, read on the source,
+    /// and the topic permission of the binding key on a topic source.
+    fn check_binding(
+        &mut self,
+        s: &Session,
+        destination: (ResourceKind, &str),
+        source: &str,
+        routing_key: &str,
+    ) -> AmqpResult<()> {
+        self.check(s, destination.0, destination.1, Permission::Write)?;
+        if source.is_empty() || destination == (ResourceKind::Exchange, "") {
+            return Err(VHost::default_exchange_refused());
+        }
+        self.check(s, ResourceKind::Exchange, source, Permission::Read)?;
+        if s.broker.access.has_topic_permissions() && s.vhost.is_topic_exchange(source) {
+            self.permissions.check_topic(
+                s.asker(),
+                source.as_bytes(),
+                routing_key.as_bytes(),
+                Permission::Read,
+            )?;
+        }
+        Ok(())
+    }
+
     pub(super) fn exchange_bind(&mut self, s: &Session, b: exchange::Bind) -> AmqpResult<()> {
         let destination = strip_cr_lf(b.destination.as_str());
+        let source = strip_cr_lf(b.source.as_str());
+        self.check_binding(
+            s,
+            (ResourceKind::Exchange, &destination),
+            &source,
+            b.routing_key.as_str(),
+        )?;
         let mark = s.topology_mark();
         s.vhost.bind(
-            &strip_cr_lf(b.source.as_str()),
+            &source,
             BindTarget::Exchange(&destination),
             b.routing_key.as_str(),
             b.arguments,
@@ -70,9 +164,16 @@ impl Channel {
 
     pub(super) fn exchange_unbind(&mut self, s: &Session, u: exchange::Unbind) -> AmqpResult<()> {
         let destination = strip_cr_lf(u.destination.as_str());
+        let source = strip_cr_lf(u.source.as_str());
+        self.check_binding(
+            s,
+            (ResourceKind::Exchange, &destination),
+            &source,
+            u.routing_key.as_str(),
+        )?;
         let mark = s.topology_mark();
         s.vhost.unbind(
-            &strip_cr_lf(u.source.as_str()),
+            &source,
             BindTarget::Exchange(&destination),
             u.routing_key.as_str(),
             &u.arguments,
@@ -106,6 +207,12 @@ impl Channel {
             } else {
                 requested
             };
+            let flags = (d.durable, d.exclusive, d.auto_delete);
+            let arguments = with_default_queue_type(s, flags, d.arguments);
+            let mut guard = Guard {
+                permissions: &mut self.permissions,
+                s,
+            };
             let (queue, created, m, c) = s.vhost.declare_queue(
                 QueueSpec {
                     name: name.clone(),
@@ -113,9 +220,10 @@ impl Channel {
                     durable: d.durable,
                     exclusive: d.exclusive,
                     auto_delete: d.auto_delete,
-                    arguments: d.arguments,
+                    arguments,
                 },
                 s.connection_id(),
+                &mut guard,
             )?;
             if created && queue.exclusive_owner.is_some() {
                 s.remember_exclusive(queue);
@@ -179,9 +287,11 @@ impl Channel {
 
     pub(super) fn queue_bind(&mut self, s: &Session, b: queue::Bind) -> AmqpResult<()> {
         let (name, key) = self.bind_names(b.queue.as_str(), b.routing_key.as_str())?;
+        let source = strip_cr_lf(b.exchange.as_str());
+        self.check_binding(s, (ResourceKind::Queue, &name), &source, &key)?;
         let mark = s.topology_mark();
         s.vhost.bind(
-            &strip_cr_lf(b.exchange.as_str()),
+            &source,
             BindTarget::Queue(&name),
             &key,
             b.arguments,
@@ -199,9 +309,11 @@ impl Channel {
 
     pub(super) fn queue_unbind(&mut self, s: &Session, u: queue::Unbind) -> AmqpResult<()> {
         let (name, key) = self.bind_names(u.queue.as_str(), u.routing_key.as_str())?;
+        let source = strip_cr_lf(u.exchange.as_str());
+        self.check_binding(s, (ResourceKind::Queue, &name), &source, &key)?;
         let mark = s.topology_mark();
         s.vhost.unbind(
-            &strip_cr_lf(u.exchange.as_str()),
+            &source,
             BindTarget::Queue(&name),
             &key,
             &u.arguments,
@@ -217,6 +329,7 @@ impl Channel {
 
     pub(super) fn queue_purge(&mut self, s: &Session, p: queue::Purge) -> AmqpResult<()> {
         let name = self.expand_queue_name(p.queue.as_str())?;
+        self.check(s, ResourceKind::Queue, &name, Permission::Read)?;
         let count = s.vhost.queue_for(&name, s.connection_id())?.purge();
         if !p.nowait {
             s.send(
@@ -231,6 +344,7 @@ impl Channel {
 
     pub(super) fn queue_delete(&mut self, s: &Session, d: queue::Delete) -> AmqpResult<()> {
         let name = self.expand_queue_name(d.queue.as_str())?;
+        self.check(s, ResourceKind::Queue, &name, Permission::Configure)?;
         let mark = s.topology_mark();
         let (count, deleted) =
             s.vhost
@@ -249,4 +363,26 @@ impl Channel {
         }
         Ok(())
     }
+}
+
+/// A declaration without `x-queue-type` in a vhost with a default queue
+/// type gets that type, when its flags allow it (RabbitMQ's
+/// `augment_declare_args`).
+fn with_default_queue_type(
+    s: &Session,
+    (durable, exclusive, auto_delete): (bool, bool, bool),
+    mut arguments: FieldTable,
+) -> FieldTable {
+    if lookup(&arguments, "x-queue-type").is_some() {
+        return arguments;
+    }
+    if let Some(default) = s.broker.access.default_queue_type(&s.vhost.name)
+        && default.is_compatible(durable, exclusive, auto_delete)
+    {
+        arguments.insert(
+            ShortString::from("x-queue-type"),
+            AMQPValue::LongString(LongString::from(default.name())),
+        );
+    }
+    arguments
 }

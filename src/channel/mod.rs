@@ -5,6 +5,9 @@
 //! [`ChannelLink`]. Handlers for each AMQP class live in
 //! their own files: `declare` (exchange and queue), `consume` (qos, consume,
 //! get, ack), `publish` (publish, confirms, returns) and `tx`.
+//!
+//! Before each operation RabbitMQ checks, a handler asks the access room
+//! through the channel's [`PermissionCache`], at the point RabbitMQ asks.
 
 pub mod confirm;
 mod consume;
@@ -16,6 +19,7 @@ mod tx;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use amq_protocol::protocol::{
     AMQPClass, access, basic, channel as chan, confirm as confirm_methods, exchange, queue,
@@ -24,6 +28,8 @@ use amq_protocol::protocol::{
 use amq_protocol::types::ShortString;
 use bytes::{Bytes, BytesMut};
 
+use crate::access::cache::Asker;
+use crate::access::{AuthUser, ChannelSlot, Permission, PermissionCache, ResourceKind, UserLimit};
 use crate::amqp_err;
 use crate::broker::Broker;
 use crate::connection::class_method_ids;
@@ -43,6 +49,10 @@ pub struct Session {
     pub broker: Arc<Broker>,
     pub vhost: Arc<VHost>,
     pub handle: Arc<ConnectionHandle>,
+    /// Who logged in, with the tags they had then.
+    pub user: AuthUser,
+    /// The user's open channels, on all connections (for `max-channels`).
+    user_channels: Arc<AtomicUsize>,
     /// Exclusive queues this connection declared; deleted when it closes.
     exclusive_queues: RefCell<Vec<Arc<Queue>>>,
     /// Replies held until a sync ticket is durable. While any are held, the
@@ -58,11 +68,19 @@ pub struct HeldReplies {
 }
 
 impl Session {
-    pub fn new(broker: Arc<Broker>, vhost: Arc<VHost>, handle: Arc<ConnectionHandle>) -> Self {
+    pub fn new(
+        broker: Arc<Broker>,
+        vhost: Arc<VHost>,
+        handle: Arc<ConnectionHandle>,
+        user: AuthUser,
+        user_channels: Arc<AtomicUsize>,
+    ) -> Self {
         Session {
             broker,
             vhost,
             handle,
+            user,
+            user_channels,
             exclusive_queues: RefCell::new(Vec::new()),
             held: RefCell::new(None),
         }
@@ -115,6 +133,15 @@ impl Session {
 
     pub fn connection_id(&self) -> u64 {
         self.handle.id
+    }
+
+    /// This connection's user and vhost, to ask the access room about.
+    pub fn asker(&self) -> Asker<'_> {
+        Asker {
+            access: &self.broker.access,
+            user: &self.user.name,
+            vhost: &self.vhost.name,
+        }
     }
 
     /// Send a method frame built by amq-protocol.
@@ -202,16 +229,33 @@ pub struct Channel {
     route_buf: Vec<Arc<Queue>>,
     /// The direct reply-to consumer: its tag and reply-address suffix.
     reply: Option<(Arc<str>, String)>,
+    /// The permission checks this channel passed.
+    permissions: PermissionCache,
+    /// Counts the channel against its user's `max-channels` while it lives.
+    _slot: ChannelSlot,
 }
 
 impl Channel {
-    /// Open channel `id` and answer `channel.open-ok`.
-    pub fn open(id: u16, session: &Session) -> Channel {
+    /// Open channel `id` and answer `channel.open-ok`, unless the user has
+    /// as many channels open as its `max-channels` allows (530, closing the
+    /// connection, as in RabbitMQ).
+    pub fn open(id: u16, session: &Session) -> AmqpResult<Channel> {
+        let user = &session.user.name;
+        let max = session
+            .broker
+            .access
+            .user_limit(user, UserLimit::MaxChannels);
+        let slot = ChannelSlot::take(&session.user_channels, max).map_err(|limit| {
+            amqp_err!(
+                NotAllowed,
+                "number of channels opened for user '{user}' has reached the maximum allowed user limit of ({limit})"
+            )
+        })?;
         session.send(
             id,
             AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),
         );
-        Channel {
+        Ok(Channel {
             id,
             link: Arc::new(ChannelLink::new(id, session.handle.clone())),
             closing: false,
@@ -223,7 +267,26 @@ impl Channel {
             last_queue: None,
             route_buf: Vec::new(),
             reply: None,
-        }
+            permissions: PermissionCache::default(),
+            _slot: slot,
+        })
+    }
+
+    /// May this channel's user do `permission` to a resource? (403 if not.)
+    fn check(
+        &mut self,
+        s: &Session,
+        kind: ResourceKind,
+        name: &str,
+        permission: Permission,
+    ) -> AmqpResult<()> {
+        self.permissions
+            .check(s.asker(), kind, name.as_bytes(), permission)
+    }
+
+    /// Forget the permission checks passed so far (the channel was idle).
+    pub fn forget_permissions(&mut self) {
+        self.permissions.clear();
     }
 
     pub fn handle_frame(&mut self, s: &Session, frame: Frame) -> AmqpResult<ChannelOutcome> {

@@ -7,6 +7,7 @@ use bytes::Bytes;
 
 use super::confirm::{Confirms, Outcome};
 use super::{Channel, Session};
+use crate::access::{AuthUser, Permission, ResourceKind, tag};
 use crate::amqp_err;
 use crate::message::{Message, SharedMessage};
 use crate::protocol::method::{Publish, put_return_args};
@@ -45,6 +46,13 @@ impl Channel {
             false => (properties, Ok(Vec::new())),
             true => sender_selected(properties),
         };
+        // Cached per channel: a repeated exchange costs a comparison.
+        self.permissions.check(
+            s.asker(),
+            ResourceKind::Exchange,
+            &publish.exchange,
+            Permission::Write,
+        )?;
         let mut queues = std::mem::take(&mut self.route_buf);
         queues.clear();
         let route = s.vhost.route(
@@ -54,8 +62,16 @@ impl Channel {
             &properties,
             &mut queues,
         )?;
+        if route.topic {
+            self.permissions.check_topic(
+                s.asker(),
+                &publish.exchange,
+                &publish.routing_key,
+                Permission::Write,
+            )?;
+        }
         let properties = self.fast_reply_to(properties)?;
-        check_user_id(&properties, &s.handle.user)?;
+        check_user_id(&properties, &s.user)?;
         check_expiration(&properties)?;
         let extra_keys =
             extra_keys.map_err(|why| amqp_err!(PreconditionFailed, "invalid message: {why}"))?;
@@ -251,14 +267,18 @@ fn sender_selected(properties: Properties) -> (Properties, Result<Vec<Bytes>, St
     (Properties::from_fields(&fields), keys)
 }
 
-/// A message may claim only the authenticated user as its user-id.
-fn check_user_id(properties: &Properties, user: &str) -> AmqpResult<()> {
+/// A message may claim only the authenticated user as its user-id, unless
+/// that user has the `impersonator` tag.
+fn check_user_id(properties: &Properties, user: &AuthUser) -> AmqpResult<()> {
     match properties.user_id() {
-        Some(claimed) if claimed != user.as_bytes() => Err(amqp_err!(
-            PreconditionFailed,
-            "user_id property set to '{}' but authenticated user was '{user}'",
-            String::from_utf8_lossy(claimed)
-        )),
+        Some(claimed) if claimed != user.name.as_bytes() && !user.has_tag(tag::IMPERSONATOR) => {
+            Err(amqp_err!(
+                PreconditionFailed,
+                "user_id property set to '{}' but authenticated user was '{}'",
+                String::from_utf8_lossy(claimed),
+                user.name
+            ))
+        }
         _ => Ok(()),
     }
 }

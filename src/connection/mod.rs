@@ -28,9 +28,9 @@ use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tracing::{debug, info, warn};
 
+use crate::access::{AuthError, AuthUser, MECHANISMS};
 use crate::alarm::AlarmState;
 use crate::amqp_err;
-use crate::auth::{AuthError, MECHANISMS};
 use crate::broker::Broker;
 use crate::channel::{Channel, ChannelOutcome, Session};
 use crate::protocol::frame::{
@@ -51,6 +51,10 @@ const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
 const READ_CHUNK: usize = 64 * 1024;
 /// A read at least this large comes from a busy connection (see `run`).
 const YIELD_READ: usize = 8 * 1024;
+/// Input after this long a pause finds the channels idle: they forget the
+/// permission checks they passed, as RabbitMQ's channels do when they
+/// hibernate (after at least a second without work).
+const PERMISSION_CACHE_IDLE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -125,7 +129,7 @@ struct Connection {
     heartbeat: u16,
     capabilities: ClientCapabilities,
     client_name: Option<String>,
-    user: Option<String>,
+    user: Option<AuthUser>,
     session: Option<Session>,
     channels: HashMap<u16, Channel>,
     closing_since: Option<Instant>,
@@ -203,7 +207,13 @@ impl Connection {
                         return;
                     }
                     Ok(n) => {
-                        self.last_read = Instant::now();
+                        let now = Instant::now();
+                        if now.duration_since(self.last_read) >= PERMISSION_CACHE_IDLE {
+                            for channel in self.channels.values_mut() {
+                                channel.forget_permissions();
+                            }
+                        }
+                        self.last_read = now;
                         // A busy publisher (a large read) lets other tasks
                         // run before its batch is handled, so it cannot keep
                         // its consumers' writers waiting in this worker's
@@ -513,7 +523,7 @@ impl Connection {
                         Method::Other(AMQPClass::Channel(
                             amq_protocol::protocol::channel::AMQPMethod::Open(_),
                         )) => {
-                            let channel = Channel::open(id, session);
+                            let channel = Channel::open(id, session)?;
                             self.channels.insert(id, channel);
                             Ok(())
                         }
@@ -706,11 +716,11 @@ impl Connection {
             .get("connection_name")
             .and_then(crate::protocol::table::as_text);
         let mechanism = start_ok.mechanism.as_str();
-        match self.broker.users.authenticate(
-            mechanism,
-            start_ok.response.as_bytes(),
-            self.peer.ip(),
-        ) {
+        match self
+            .broker
+            .access
+            .login(mechanism, start_ok.response.as_bytes(), self.peer.ip())
+        {
             Ok(user) => {
                 self.user = Some(user);
                 let config = &self.broker.config;
@@ -776,33 +786,41 @@ impl Connection {
 
     fn on_open(&mut self, open: conn_methods::Open) -> AmqpResult<()> {
         let vhost_name = open.virtual_host.as_str();
-        let Some(vhost) = self.broker.vhost(vhost_name) else {
-            return Err(amqp_err!(NotAllowed, "vhost {vhost_name} not found").in_method(10, 40));
+        let Some(user) = self.user.clone() else {
+            return Err(amqp_err!(InternalError, "connection.open before login").in_method(10, 40));
         };
-        let user = self.user.clone().unwrap_or_default();
         let handle = Arc::new(ConnectionHandle {
             id: self.id,
             peer: self.peer,
             name: self.client_name.clone(),
-            user: user.clone(),
-            vhost: vhost.name.clone(),
+            user: user.name.clone(),
+            vhost: Arc::from(vhost_name),
             frame_max: self.frame_max,
             capabilities: self.capabilities,
             outbox: self.outbox.clone(),
             events: self.events_tx.clone(),
         });
-        self.broker.register(handle.clone());
-        self.session = Some(Session::new(self.broker.clone(), vhost, handle));
+        let (vhost, user_channels) = self
+            .broker
+            .admit(handle.clone(), &user)
+            .map_err(|e| e.in_method(10, 40))?;
+        info!(
+            connection = %self.label(),
+            user = %user.name,
+            vhost = %vhost_name,
+            "connection opened"
+        );
+        self.session = Some(Session::new(
+            self.broker.clone(),
+            vhost,
+            handle,
+            user,
+            user_channels,
+        ));
         self.send0(AMQPClass::Connection(conn_methods::AMQPMethod::OpenOk(
             conn_methods::OpenOk {},
         )));
         self.state = State::Running;
-        info!(
-            connection = %self.label(),
-            user = %user,
-            vhost = %vhost_name,
-            "connection opened"
-        );
         Ok(())
     }
 

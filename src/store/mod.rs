@@ -22,12 +22,14 @@
 //!   dropped at start.
 //! - `x/<vhost>\0<exchange>`: persistent messages held by a durable
 //!   delayed-message exchange, keyed by due time.
+//! - `access`: users, vhost metadata and limits, permissions ([`access`]).
 //!
 //! Durability of confirms comes from [`sync::Syncer`], the group-commit
 //! thread. Settled messages are deleted by [`reaper::Reaper`], a thread of
 //! its own, in the batches the channels hand it (one per ack, reject or
 //! settle of several messages).
 
+pub mod access;
 pub mod codec;
 pub mod reaper;
 pub mod sync;
@@ -130,6 +132,7 @@ pub struct Store {
     bindings: sled::Tree,
     shared: sled::Tree,
     delivered: sled::Tree,
+    access: sled::Tree,
     next_id: AtomicU64,
     /// Counts topology writes, so a handler can tell whether it must wait
     /// for a flush before answering.
@@ -223,6 +226,7 @@ impl Store {
             bindings: tree("bindings")?,
             shared,
             delivered: tree("delivered")?,
+            access: tree("access")?,
             next_id: AtomicU64::new(1),
             topology_writes: AtomicU64::new(0),
             marks,

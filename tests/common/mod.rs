@@ -6,6 +6,7 @@
 //! in-process broker itself skip then.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod raw;
 
 use std::path::PathBuf;
@@ -134,15 +135,85 @@ impl TestBroker {
 
     /// Stop the broker cleanly and start it again on the same data
     /// directory (on a new ephemeral port).
-    pub async fn restart(mut self) -> TestBroker {
-        let config = self
+    pub async fn restart(self) -> TestBroker {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Restart after adjusting the configuration.
+    pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> TestBroker {
+        let mut config = self
             .config
             .take()
             .expect("restart needs an in-process broker");
+        adjust(&mut config);
         if let Some(server) = self.server.take() {
+            let old = std::sync::Arc::downgrade(server.broker());
             server.shutdown().await;
+            // Background tasks let go of the old broker (and its store's
+            // lock) shortly after the shutdown.
+            for _ in 0..200 {
+                if old.strong_count() == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
         }
         TestBroker::start_config(config).await
+    }
+
+    /// Manage users, vhosts, permissions and limits of the broker under
+    /// test: Warren's library API, or RabbitMQ's management API at
+    /// `WARREN_TEST_HTTP_URI` when the tests run against an outside broker.
+    pub fn admin(&self) -> admin::Admin {
+        match &self.server {
+            Some(server) => admin::Admin::Warren(std::sync::Arc::downgrade(server.broker())),
+            None => admin::Admin::Http(admin::Http::from_env().expect(
+                "WARREN_TEST_HTTP_URI (like http://guest:guest@127.0.0.1:15673) to manage the outside broker",
+            )),
+        }
+    }
+
+    /// The URI to reach `vhost` as `user`.
+    pub fn uri_as(&self, user: &str, password: &str, vhost: &str) -> String {
+        format!(
+            "amqp://{}:{}@{}/{}",
+            admin::encode(user),
+            admin::encode(password),
+            self.addr,
+            admin::encode(vhost)
+        )
+    }
+
+    /// Connect to `vhost` as `user`.
+    pub async fn connect_as(
+        &self,
+        user: &str,
+        password: &str,
+        vhost: &str,
+    ) -> lapin::Result<Connection> {
+        within(
+            10,
+            Connection::connect(
+                &self.uri_as(user, password, vhost),
+                ConnectionProperties::default(),
+            ),
+        )
+        .await
+    }
+
+    /// A connection to `vhost` as `user`, and a channel on it.
+    pub async fn channel_as(
+        &self,
+        user: &str,
+        password: &str,
+        vhost: &str,
+    ) -> (Connection, Channel) {
+        let conn = self
+            .connect_as(user, password, vhost)
+            .await
+            .expect("connect");
+        let ch = conn.create_channel().await.expect("channel");
+        (conn, ch)
     }
 
     /// The configuration the broker runs with.
@@ -230,4 +301,24 @@ pub async fn next_error(
             None => panic!("event stream ended without an error"),
         }
     }
+}
+
+/// Publish `body` (no confirm awaited). A publish the broker refuses closes
+/// the channel: read the error with [`next_error`].
+pub async fn publish_with(
+    ch: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: lapin::BasicProperties,
+) {
+    ch.basic_publish(
+        exchange.into(),
+        routing_key.into(),
+        lapin::options::BasicPublishOptions::default(),
+        body,
+        properties,
+    )
+    .await
+    .expect("basic.publish");
 }

@@ -183,10 +183,24 @@ impl RawConn {
     /// Protocol header, start-ok (PLAIN guest/guest with the usual
     /// capabilities), tune-ok echoing the server's values, open "/".
     pub async fn handshake(addr: std::net::SocketAddr) -> RawConn {
+        let mut c = RawConn::handshake_until_open(addr, "guest", "guest", "/").await;
+        c.expect_method(10, 41).await;
+        c
+    }
+
+    /// The handshake as `user` up to `connection.open` of `vhost`, sent
+    /// with tune-ok: the next frame is open-ok or a close.
+    pub async fn handshake_until_open(
+        addr: std::net::SocketAddr,
+        user: &str,
+        password: &str,
+        vhost: &str,
+    ) -> RawConn {
         let mut c = RawConn::connect(addr).await;
         c.send(b"AMQP\x00\x00\x09\x01").await;
         c.expect_method(10, 10).await;
-        c.send(&start_ok(b"\0guest\0guest")).await;
+        c.send(&start_ok(format!("\0{user}\0{password}").as_bytes()))
+            .await;
         let tune = c.expect_method(10, 30).await;
         let p = &tune.payload[4..];
         let channel_max = u16::from_be_bytes([p[0], p[1]]);
@@ -194,14 +208,13 @@ impl RawConn {
         let mut args = channel_max.to_be_bytes().to_vec();
         args.extend_from_slice(&frame_max.to_be_bytes());
         args.extend_from_slice(&0u16.to_be_bytes());
-        let mut open = short_str("/");
+        let mut open = short_str(vhost);
         open.extend(short_str(""));
         open.push(0);
         // tune-ok and open in one write, as real clients do.
         let mut both = method(0, 10, 31, &args);
         both.extend(method(0, 10, 40, &open));
         c.send(&both).await;
-        c.expect_method(10, 41).await;
         c
     }
 
