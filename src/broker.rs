@@ -11,8 +11,8 @@ use tracing::{info, warn};
 
 use crate::alarm::Alarms;
 use crate::auth::Users;
+use crate::client::handle::{ConnEvent, ConnectionHandle, shutdown_error};
 use crate::config::Config;
-use crate::connection::handle::{ConnEvent, ConnectionHandle, shutdown_error};
 use crate::store::{Store, StoreError};
 use crate::timer::{TimerEvents, Timers};
 use crate::vhost::VHost;

@@ -5,7 +5,9 @@
 //!
 //! Module map:
 //! - [`protocol`]: the wire: frames, methods, properties, field tables, reply codes.
-//! - [`connection`]: one task per socket: handshake, heartbeats, frame dispatch, the writer.
+//! - [`connection`]: one task per socket: handshake, heartbeats, frame dispatch.
+//! - [`client`]: what the rest of the broker holds of a connection: its
+//!   handle (negotiated settings, mailbox) and its outbox and writer.
 //! - [`channel`]: per-channel state: publish assembly, confirms, tx, consumers, acks.
 //! - [`vhost`]: exchanges, queues and bindings of a virtual host, and routing.
 //! - [`exchange`]: direct, fanout, topic and headers routing.
@@ -22,6 +24,7 @@ pub mod alarm;
 pub mod auth;
 pub mod broker;
 pub mod channel;
+pub mod client;
 pub mod config;
 pub mod connection;
 pub mod exchange;

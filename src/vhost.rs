@@ -554,12 +554,13 @@ impl VHost {
     pub fn expire_queue(&self, queue: &Arc<Queue>) {
         if let Some(consumers) = self.delete_queue_instance(queue) {
             for consumer in consumers {
-                consumer.channel.conn.send(
-                    crate::connection::handle::ConnEvent::ConsumerCancelled {
+                consumer
+                    .channel
+                    .conn
+                    .send(crate::client::handle::ConnEvent::ConsumerCancelled {
                         channel: consumer.channel.id,
                         tag: consumer.tag.clone(),
-                    },
-                );
+                    });
             }
         }
     }

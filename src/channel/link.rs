@@ -13,7 +13,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::amqp_err;
-use crate::connection::handle::ConnectionHandle;
+use crate::client::handle::ConnectionHandle;
 use crate::message::{Message, QueuedMessage};
 use crate::protocol::method::put_deliver_args;
 use crate::protocol::{AmqpResult, Properties};

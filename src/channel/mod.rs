@@ -26,8 +26,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::amqp_err;
 use crate::broker::Broker;
-use crate::connection::class_method_ids;
-use crate::connection::handle::ConnectionHandle;
+use crate::client::handle::ConnectionHandle;
 use crate::protocol::frame::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
 use crate::protocol::method::{self, Method, Publish};
 use crate::protocol::{AmqpError, AmqpResult, Frame, Properties};
@@ -128,7 +127,7 @@ impl Session {
             consumer
                 .channel
                 .conn
-                .send(crate::connection::handle::ConnEvent::ConsumerCancelled {
+                .send(crate::client::handle::ConnEvent::ConsumerCancelled {
                     channel: consumer.channel.id,
                     tag: consumer.tag.clone(),
                 });
@@ -237,7 +236,7 @@ impl Channel {
                     self.content = Content::Header(publish);
                     return Ok(ChannelOutcome::Open);
                 }
-                let (class_id, method_id) = class_method_ids(&method);
+                let (class_id, method_id) = method.ids();
                 self.handle_method(s, method)
                     .map_err(|e| e.in_method(class_id, method_id))
             }
