@@ -22,7 +22,7 @@ pub struct Broker {
     pub config: Config,
     pub users: Users,
     pub store: Arc<Store>,
-    pub alarms: Alarms,
+    pub alarms: Arc<Alarms>,
     pub timers: Timers,
     /// Taken by the server, which runs the timers.
     timer_events: Mutex<Option<TimerEvents>>,
@@ -111,7 +111,7 @@ impl Broker {
         Ok(Broker {
             timers,
             timer_events: Mutex::new(Some(timer_events)),
-            alarms: Alarms::new(),
+            alarms: Arc::new(Alarms::new()),
             config,
             users,
             store,

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::alarm;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::connection;
@@ -43,7 +44,7 @@ impl Server {
             env!("CARGO_PKG_VERSION")
         );
         let (shutdown, signal) = watch::channel(false);
-        tokio::spawn(crate::alarm::monitor(broker.clone(), signal.clone()));
+        tokio::spawn(alarm_monitor(&broker, signal.clone()));
         if let Some(events) = broker.take_timer_events() {
             tokio::spawn(crate::timer::run(events));
         }
@@ -87,6 +88,38 @@ impl Drop for Server {
         let _ = self.shutdown.send(true);
         self.broker.close_connections();
     }
+}
+
+/// The resource alarm monitor of `broker`, with the thresholds its
+/// configuration sets; alarm changes reach its connections.
+fn alarm_monitor(
+    broker: &Arc<Broker>,
+    stop: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let config = &broker.config;
+    let ram = alarm::total_ram().unwrap_or(u64::MAX);
+    let memory_limit = config.memory_limit(ram).unwrap_or_else(|e| {
+        warn!("invalid memory high watermark ({e}); using 0.6 of RAM");
+        (ram as f64 * 0.6) as u64
+    });
+    let disk_limit = config.disk_limit().unwrap_or_else(|e| {
+        warn!("invalid disk free limit ({e}); using 50MB");
+        50_000_000
+    });
+    broker.alarms.set_memory_limit(memory_limit);
+    broker.alarms.set_disk_limit(disk_limit);
+    let weak = Arc::downgrade(broker);
+    let on_change = move || {
+        if let Some(broker) = weak.upgrade() {
+            broker.alarms_changed();
+        }
+    };
+    alarm::monitor(
+        broker.alarms.clone(),
+        config.data_dir.clone(),
+        on_change,
+        stop,
+    )
 }
 
 async fn accept_loop(
