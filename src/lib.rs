@@ -3,22 +3,28 @@
 //! Start one in-process with [`Server::start`]; the `warren` binary does the
 //! same from command-line flags.
 //!
-//! Module map:
-//! - [`protocol`]: the wire: frames, methods, properties, field tables, reply codes.
+//! Module map, from the top floor down (a module uses only those below it;
+//! where a lower one must reach up, it owns a small trait the upper one
+//! implements):
+//! - [`server`]: the listener and the embeddable broker handle.
 //! - [`connection`]: one task per socket: handshake, heartbeats, frame dispatch.
+//! - [`channel`]: per-channel state: publish assembly, confirms, tx, consumers, acks.
+//! - [`broker`]: virtual hosts, users, live connections; recovery at start.
+//! - [`vhost`]: exchanges, queues and bindings of a virtual host, and routing.
+//! - [`exchange`]: direct, fanout, topic, headers and delayed-message routing.
+//! - [`queue`]: ready messages, consumers, delivery and settlement; the
+//!   traits it is handed: `ConsumerChannel` (a consumer's channel) and
+//!   `Republish` (its virtual host: dead letters, expiry).
+//! - [`store`]: durable state in sled, group commit of confirms.
 //! - [`client`]: what the rest of the broker holds of a connection: its
 //!   handle (negotiated settings, mailbox) and its outbox and writer.
-//! - [`channel`]: per-channel state: publish assembly, confirms, tx, consumers, acks.
-//! - [`vhost`]: exchanges, queues and bindings of a virtual host, and routing.
-//! - [`exchange`]: direct, fanout, topic and headers routing.
-//! - [`queue`]: ready messages, consumers, delivery and settlement.
-//! - [`broker`]: virtual hosts, users, live connections; recovery at start.
-//! - [`store`]: durable state in sled, group commit of confirms.
-//! - [`alarm`]: memory and disk alarms that block publishers.
+//! - [`message`]: a published message as queues hold it.
 //! - [`timer`]: deadlines: message and queue expiry, delayed messages.
 //! - [`auth`]: users and SASL mechanisms.
+//! - [`alarm`]: memory and disk alarms that block publishers.
+//! - [`protocol`]: the wire: frames, methods, properties, field tables, reply codes.
 //! - [`config`]: flags and environment variables.
-//! - [`server`]: the listener and the embeddable broker handle.
+//! - [`util`]: small helpers with no better home.
 
 pub mod alarm;
 pub mod auth;

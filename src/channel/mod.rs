@@ -124,13 +124,7 @@ impl Session {
     /// Tell the channels of deleted queues' consumers that they were cancelled.
     pub fn notify_cancelled(&self, consumers: Vec<Arc<Consumer>>) {
         for consumer in consumers {
-            consumer
-                .channel
-                .conn
-                .send(crate::client::handle::ConnEvent::ConsumerCancelled {
-                    channel: consumer.channel.id,
-                    tag: consumer.tag.clone(),
-                });
+            consumer.channel.cancelled_by_broker(&consumer);
         }
     }
 

@@ -84,9 +84,9 @@ impl Channel {
             },
             Target::Reply(consumer) => {
                 if let Some(consumer) = consumer
-                    && let Some(link) = consumer.link.upgrade()
+                    && let Some(channel) = consumer.channel.upgrade()
                 {
-                    link.deliver_reply(&consumer.tag, &message);
+                    channel.deliver_reply(&consumer.tag, &message);
                 }
                 // RabbitMQ routes a reply to no queue, so a mandatory one
                 // is also returned, delivered or not.
@@ -252,6 +252,9 @@ fn sender_selected(properties: Properties) -> (Properties, Result<Vec<Bytes>, St
 }
 
 /// A message may claim only the authenticated user as its user-id.
+/// (Inlined by hint: a few instructions on every publish, which the
+/// compiler otherwise calls out of line.)
+#[inline]
 fn check_user_id(properties: &Properties, user: &str) -> AmqpResult<()> {
     match properties.user_id() {
         Some(claimed) if claimed != user.as_bytes() => Err(amqp_err!(
@@ -265,6 +268,7 @@ fn check_user_id(properties: &Properties, user: &str) -> AmqpResult<()> {
 
 /// The expiration property must be an integer of milliseconds between 0 and
 /// ten years (RabbitMQ's rule); the error text is RabbitMQ's.
+#[inline]
 pub(crate) fn check_expiration(properties: &Properties) -> AmqpResult<Option<u64>> {
     let Some(raw) = properties.expiration() else {
         return Ok(None);
