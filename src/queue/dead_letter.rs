@@ -108,7 +108,7 @@ pub fn dead_lettered(
             let first = match matched {
                 Some(mut t) => {
                     let count = match t.inner().get("count") {
-                        Some(v) => crate::protocol::table::as_i128(v).unwrap_or(0) as i64 + 1,
+                        Some(v) => next_count(v),
                         None => 1,
                     };
                     t.insert(key("count"), AMQPValue::LongLongInt(count));
@@ -150,6 +150,17 @@ pub fn dead_lettered(
         copy.extra_keys = message.extra_keys.clone();
     }
     copy
+}
+
+/// An `x-death` count plus one. It saturates at the largest long, where
+/// RabbitMQ 3.10 wraps round to the most negative one (its encoder
+/// truncates the sum to 64 bits): a count that goes negative is no use
+/// to anyone. A count that is not a number starts again at 1.
+fn next_count(count: &AMQPValue) -> i64 {
+    let count = crate::protocol::table::as_i128(count).unwrap_or(0);
+    count
+        .saturating_add(1)
+        .clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 /// RabbitMQ 3.10 first regroups existing entries by (queue, reason), one
