@@ -24,6 +24,7 @@
 //! - [`alarm`]: memory and disk alarms that block publishers.
 //! - [`protocol`]: the wire: frames, methods, properties, field tables, reply codes.
 //! - [`config`]: flags and environment variables.
+//! - [`logging`]: log output (text or JSON) that never takes the broker down.
 //! - [`util`]: small helpers with no better home.
 
 pub mod alarm;
@@ -34,6 +35,7 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod exchange;
+pub mod logging;
 pub mod message;
 pub mod protocol;
 pub mod queue;

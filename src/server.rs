@@ -31,6 +31,12 @@ impl Server {
     /// Start a broker: bind the listener (only once everything is ready to
     /// serve) and accept connections in the background.
     pub async fn start(config: Config) -> io::Result<Server> {
+        let invalid =
+            |e: crate::config::ConfigError| io::Error::new(io::ErrorKind::InvalidInput, e);
+        config.validate().map_err(invalid)?;
+        let ram = alarm::total_ram().unwrap_or(u64::MAX);
+        let memory_limit = config.memory_limit(ram).map_err(invalid)?;
+        let disk_limit = config.disk_limit().map_err(invalid)?;
         // Recovery reads the store: off the async workers.
         let broker = tokio::task::spawn_blocking(move || Broker::open(config))
             .await
@@ -44,6 +50,8 @@ impl Server {
             env!("CARGO_PKG_VERSION")
         );
         let (shutdown, signal) = watch::channel(false);
+        broker.alarms.set_memory_limit(memory_limit);
+        broker.alarms.set_disk_limit(disk_limit);
         tokio::spawn(alarm_monitor(&broker, signal.clone()));
         if let Some(events) = broker.take_timer_events() {
             tokio::spawn(crate::timer::run(events));
@@ -90,24 +98,12 @@ impl Drop for Server {
     }
 }
 
-/// The resource alarm monitor of `broker`, with the thresholds its
-/// configuration sets; alarm changes reach its connections.
+/// The resource alarm monitor of `broker`; alarm changes reach its
+/// connections.
 fn alarm_monitor(
     broker: &Arc<Broker>,
     stop: watch::Receiver<bool>,
 ) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let config = &broker.config;
-    let ram = alarm::total_ram().unwrap_or(u64::MAX);
-    let memory_limit = config.memory_limit(ram).unwrap_or_else(|e| {
-        warn!("invalid memory high watermark ({e}); using 0.6 of RAM");
-        (ram as f64 * 0.6) as u64
-    });
-    let disk_limit = config.disk_limit().unwrap_or_else(|e| {
-        warn!("invalid disk free limit ({e}); using 50MB");
-        50_000_000
-    });
-    broker.alarms.set_memory_limit(memory_limit);
-    broker.alarms.set_disk_limit(disk_limit);
     let weak = Arc::downgrade(broker);
     let on_change = move || {
         if let Some(broker) = weak.upgrade() {
@@ -116,7 +112,7 @@ fn alarm_monitor(
     };
     alarm::monitor(
         broker.alarms.clone(),
-        config.data_dir.clone(),
+        broker.config.data_dir.clone(),
         on_change,
         stop,
     )

@@ -6,6 +6,7 @@
 //! in-process broker itself skip then.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod raw;
 
 use std::path::PathBuf;
