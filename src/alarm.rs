@@ -3,7 +3,7 @@
 //! sockets are not read and clients that asked get `connection.blocked`);
 //! consumers keep going, which is what clears the alarm.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
-
-use crate::broker::Broker;
 
 /// Which alarms are raised.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -158,46 +156,35 @@ fn return_free_memory() {
     }
 }
 
-/// Check memory and disk once a second and raise or clear the alarms,
-/// logging each change. Runs until `stop` changes.
-pub async fn monitor(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
-    let config = &broker.config;
-    let ram = total_ram().unwrap_or(u64::MAX);
-    let memory_limit = config.memory_limit(ram).unwrap_or_else(|e| {
-        warn!("invalid memory high watermark ({e}); using 0.6 of RAM");
-        (ram as f64 * 0.6) as u64
-    });
-    let disk_limit = config.disk_limit().unwrap_or_else(|e| {
-        warn!("invalid disk free limit ({e}); using 50MB");
-        50_000_000
-    });
+/// Check memory and disk (the filesystem holding `data_dir`) once a second
+/// against the thresholds in `alarms`, raise or clear the alarms, log each
+/// change, and call `on_change` when the state changed (the broker then
+/// tells its connections). Runs until `stop` changes.
+pub async fn monitor(
+    alarms: Arc<Alarms>,
+    data_dir: PathBuf,
+    on_change: impl Fn() + Send + 'static,
+    mut stop: watch::Receiver<bool>,
+) {
     info!(
         "memory high watermark {} MiB, disk free limit {} MB",
-        memory_limit >> 20,
-        disk_limit / 1_000_000
+        alarms.memory_limit() >> 20,
+        alarms.disk_limit() / 1_000_000
     );
-    broker
-        .alarms
-        .memory_limit
-        .store(memory_limit, Ordering::Relaxed);
-    broker
-        .alarms
-        .disk_limit
-        .store(disk_limit, Ordering::Relaxed);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = tick.tick() => {
                 tokio::task::spawn_blocking(return_free_memory);
             }
-            _ = broker.alarms.recheck.notified() => {}
+            _ = alarms.recheck.notified() => {}
             _ = stop.changed() => return,
         }
-        let memory_limit = broker.alarms.memory_limit();
-        let disk_limit = broker.alarms.disk_limit();
+        let memory_limit = alarms.memory_limit();
+        let disk_limit = alarms.disk_limit();
         if let Some(rss) = process_rss() {
             let high = rss > memory_limit;
-            if high != broker.alarms.state().memory {
+            if high != alarms.state().memory {
                 if high {
                     warn!(
                         "memory alarm set: {} MiB used, watermark {} MiB; blocking publishers",
@@ -207,14 +194,14 @@ pub async fn monitor(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                 } else {
                     info!("memory alarm cleared: {} MiB used", rss >> 20);
                 }
-                if broker.alarms.update(|s| s.memory = high) {
-                    broker.alarms_changed();
+                if alarms.update(|s| s.memory = high) {
+                    on_change();
                 }
             }
         }
-        if let Some(free) = disk_free(&config.data_dir) {
+        if let Some(free) = disk_free(&data_dir) {
             let low = free < disk_limit;
-            if low != broker.alarms.state().disk {
+            if low != alarms.state().disk {
                 if low {
                     warn!(
                         "disk alarm set: {} MB free, limit {} MB; blocking publishers",
@@ -224,8 +211,8 @@ pub async fn monitor(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
                 } else {
                     info!("disk alarm cleared: {} MB free", free / 1_000_000);
                 }
-                if broker.alarms.update(|s| s.disk = low) {
-                    broker.alarms_changed();
+                if alarms.update(|s| s.disk = low) {
+                    on_change();
                 }
             }
         }

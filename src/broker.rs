@@ -21,8 +21,8 @@ use crate::access::{
 };
 use crate::alarm::Alarms;
 use crate::amqp_err;
+use crate::client::handle::{ConnEvent, ConnectionHandle, shutdown_error};
 use crate::config::Config;
-use crate::connection::handle::{ConnEvent, ConnectionHandle, shutdown_error};
 use crate::protocol::{AmqpError, AmqpResult, ReplyCode};
 use crate::store::{Store, StoreError};
 use crate::timer::{TimerEvents, Timers};
@@ -46,7 +46,7 @@ pub struct Broker {
     /// Users, vhost records, permissions and limits.
     pub access: Access,
     pub store: Arc<Store>,
-    pub alarms: Alarms,
+    pub alarms: Arc<Alarms>,
     pub timers: Timers,
     /// Taken by the server, which runs the timers.
     timer_events: Mutex<Option<TimerEvents>>,
@@ -155,7 +155,7 @@ impl Broker {
         Ok(Broker {
             timers,
             timer_events: Mutex::new(Some(timer_events)),
-            alarms: Alarms::new(),
+            alarms: Arc::new(Alarms::new()),
             config,
             access,
             store,
@@ -218,7 +218,7 @@ impl Broker {
         };
         info!("deleting vhost '{name}'");
         for queue in vhost.queues() {
-            vhost.expire_queue(&queue);
+            crate::queue::Republish::expire_queue(vhost.as_ref(), &queue);
         }
         for exchange in vhost.exchange_names() {
             if !exchange.is_empty() && !exchange.starts_with("amq.") {

@@ -31,6 +31,10 @@ pub struct Config {
     #[arg(long, env = "WARREN_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
+    /// Log format: text (coloured only on a terminal) or json (one object per line).
+    #[arg(long, env = "WARREN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
     /// Largest message body accepted, in bytes (RabbitMQ's max_message_size).
     #[arg(long, env = "WARREN_MAX_MESSAGE_SIZE", default_value_t = 16 * 1024 * 1024)]
     pub max_message_size: u64,
@@ -39,8 +43,9 @@ pub struct Config {
     #[arg(long, env = "WARREN_HEARTBEAT", default_value_t = 60)]
     pub heartbeat: u16,
 
-    /// Largest frame offered to clients, in bytes.
-    #[arg(long, env = "WARREN_FRAME_MAX", default_value_t = 131_072)]
+    /// Largest frame offered to clients, in bytes (at least 4096, the
+    /// protocol's minimum).
+    #[arg(long, env = "WARREN_FRAME_MAX", default_value_t = 131_072, value_parser = frame_max_arg)]
     pub frame_max: u32,
 
     /// Most channels per connection.
@@ -105,7 +110,7 @@ pub struct Config {
     /// Memory high watermark: publishers are blocked above it. A number up to
     /// 1 is a fraction of the machine's RAM; otherwise a size such as 2GB or
     /// 512MiB.
-    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", default_value = "0.6")]
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", default_value = "0.6", value_parser = watermark_arg)]
     pub memory_high_watermark: String,
 
     /// Milliseconds a delivery may stay unacknowledged before its channel is
@@ -119,8 +124,17 @@ pub struct Config {
     pub consumer_timeout_ms: u64,
 
     /// Free disk space below which publishers are blocked, as a size (50MB).
-    #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value = "50MB")]
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value = "50MB", value_parser = size_arg)]
     pub disk_free_limit: String,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line: timestamp, level, message and fields.
+    Json,
 }
 
 impl Default for Config {
@@ -201,18 +215,88 @@ impl Config {
     }
 
     /// The memory high watermark in bytes, given the machine's RAM.
-    pub fn memory_limit(&self, total_ram: u64) -> Result<u64, String> {
-        let text = self.memory_high_watermark.trim();
-        match text.parse::<f64>() {
-            Ok(f) if (0.0..=1.0).contains(&f) => Ok((total_ram as f64 * f) as u64),
-            _ => parse_size(text),
-        }
+    pub fn memory_limit(&self, total_ram: u64) -> Result<u64, ConfigError> {
+        watermark(&self.memory_high_watermark, total_ram).map_err(|reason| ConfigError {
+            flag: "--memory-high-watermark",
+            value: self.memory_high_watermark.clone(),
+            reason,
+        })
     }
 
     /// The disk free limit in bytes.
-    pub fn disk_limit(&self) -> Result<u64, String> {
-        parse_size(self.disk_free_limit.trim())
+    pub fn disk_limit(&self) -> Result<u64, ConfigError> {
+        parse_size(self.disk_free_limit.trim()).map_err(|reason| ConfigError {
+            flag: "--disk-free-limit",
+            value: self.disk_free_limit.clone(),
+            reason,
+        })
     }
+
+    /// Refuse settings the broker cannot run with. The command line is
+    /// checked as it is parsed; this checks a configuration built in code.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_frame_max(self.frame_max).map_err(|reason| ConfigError {
+            flag: "--frame-max",
+            value: self.frame_max.to_string(),
+            reason,
+        })?;
+        self.memory_limit(u64::MAX)?;
+        self.disk_limit()?;
+        Ok(())
+    }
+}
+
+/// A setting the broker refuses to start with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid value '{value}' for '{flag}': {reason}")]
+pub struct ConfigError {
+    pub flag: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+/// A frame size the protocol allows: at least its minimum, 4096 bytes
+/// (below that no client can connect).
+fn check_frame_max(frame_max: u32) -> Result<(), String> {
+    let min = crate::protocol::frame::FRAME_MIN_SIZE;
+    if frame_max < min {
+        return Err(format!(
+            "the frame size must be at least {min} bytes, the AMQP 0-9-1 minimum"
+        ));
+    }
+    Ok(())
+}
+
+/// The memory high watermark in bytes: a number up to 1 is a fraction of
+/// `total_ram`, anything else a size.
+fn watermark(text: &str, total_ram: u64) -> Result<u64, String> {
+    let text = text.trim();
+    match text.parse::<f64>() {
+        Ok(f) if (0.0..=1.0).contains(&f) => Ok((total_ram as f64 * f) as u64),
+        _ => parse_size(text).map_err(|_| {
+            "not a fraction of RAM (0 to 1, such as 0.6) nor a size (such as 2GB or 512MiB)"
+                .to_string()
+        }),
+    }
+}
+
+fn frame_max_arg(text: &str) -> Result<u32, String> {
+    let frame_max = text
+        .trim()
+        .parse::<u32>()
+        .map_err(|_| "not a number of bytes".to_string())?;
+    check_frame_max(frame_max)?;
+    Ok(frame_max)
+}
+
+fn watermark_arg(text: &str) -> Result<String, String> {
+    watermark(text, u64::MAX)?;
+    Ok(text.to_string())
+}
+
+fn size_arg(text: &str) -> Result<String, String> {
+    parse_size(text.trim())?;
+    Ok(text.to_string())
 }
 
 /// A size: a number of bytes with an optional unit (kB, MB, GB as powers of
@@ -224,7 +308,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let (number, unit) = text.split_at(split);
     let number: f64 = number
         .parse()
-        .map_err(|_| format!("'{text}' is not a size (try 50MB or 2GiB)"))?;
+        .map_err(|_| "not a size (such as 50MB or 2GiB)".to_string())?;
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kb" | "k" => 1000,
@@ -235,7 +319,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "gib" => 1 << 30,
         "tb" | "t" => 1000 * 1000 * 1000 * 1000,
         "tib" => 1 << 40,
-        _ => return Err(format!("'{text}' has an unknown unit")),
+        _ => {
+            return Err(format!(
+                "unknown unit '{}' (kB, MB, GB, KiB, MiB, GiB…)",
+                unit.trim()
+            ));
+        }
     };
     Ok((number * factor as f64) as u64)
 }
@@ -295,5 +384,33 @@ mod tests {
         let none =
             Config::from_iter_and_env(["warren", "--loopback-users", "none"], |_| None).unwrap();
         assert!(none.loopback_users().is_empty());
+    }
+
+    #[test]
+    fn settings_the_broker_cannot_run_with_are_refused() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        let small_frames = Config {
+            frame_max: 10,
+            ..Config::default()
+        };
+        let error = small_frames.validate().unwrap_err();
+        assert_eq!(error.flag, "--frame-max");
+        let banana = Config {
+            memory_high_watermark: "banana".into(),
+            ..Config::default()
+        };
+        assert_eq!(
+            banana.validate().unwrap_err().flag,
+            "--memory-high-watermark"
+        );
+        let no_limit = Config {
+            disk_free_limit: "lots".into(),
+            ..Config::default()
+        };
+        assert_eq!(no_limit.validate().unwrap_err().flag, "--disk-free-limit");
+        assert!(Config::try_parse_from(["warren", "--frame-max", "4095"]).is_err());
+        assert!(Config::try_parse_from(["warren", "--frame-max", "4096"]).is_ok());
+        assert!(Config::try_parse_from(["warren", "--memory-high-watermark", "banana"]).is_err());
+        assert!(Config::try_parse_from(["warren", "--disk-free-limit", "5 parsecs"]).is_err());
     }
 }

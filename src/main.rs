@@ -1,23 +1,21 @@
 //! The `warren` command: parse flags, start the broker, stop it on SIGINT or SIGTERM.
 
-use tracing_subscriber::EnvFilter;
+use std::io::Write;
+
 use warren::{Config, Server};
 
 fn main() -> std::process::ExitCode {
     limit_malloc_arenas();
     let config = Config::from_args_and_env();
-    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .init();
+    warren::logging::init(config.log_format, &config.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("warren: cannot start the runtime: {e}");
+            // Not eprintln!: it panics when standard error cannot be written.
+            let _ = writeln!(std::io::stderr(), "warren: cannot start the runtime: {e}");
             return std::process::ExitCode::FAILURE;
         }
     };

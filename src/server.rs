@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
+use crate::alarm;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::connection;
@@ -30,6 +31,12 @@ impl Server {
     /// Start a broker: bind the listener (only once everything is ready to
     /// serve) and accept connections in the background.
     pub async fn start(config: Config) -> io::Result<Server> {
+        let invalid =
+            |e: crate::config::ConfigError| io::Error::new(io::ErrorKind::InvalidInput, e);
+        config.validate().map_err(invalid)?;
+        let ram = alarm::total_ram().unwrap_or(u64::MAX);
+        let memory_limit = config.memory_limit(ram).map_err(invalid)?;
+        let disk_limit = config.disk_limit().map_err(invalid)?;
         // Recovery reads the store: off the async workers.
         let broker = tokio::task::spawn_blocking(move || Broker::open(config))
             .await
@@ -43,7 +50,9 @@ impl Server {
             env!("CARGO_PKG_VERSION")
         );
         let (shutdown, signal) = watch::channel(false);
-        tokio::spawn(crate::alarm::monitor(broker.clone(), signal.clone()));
+        broker.alarms.set_memory_limit(memory_limit);
+        broker.alarms.set_disk_limit(disk_limit);
+        tokio::spawn(alarm_monitor(&broker, signal.clone()));
         if let Some(events) = broker.take_timer_events() {
             tokio::spawn(crate::timer::run(events));
         }
@@ -87,6 +96,26 @@ impl Drop for Server {
         let _ = self.shutdown.send(true);
         self.broker.close_connections();
     }
+}
+
+/// The resource alarm monitor of `broker`; alarm changes reach its
+/// connections.
+fn alarm_monitor(
+    broker: &Arc<Broker>,
+    stop: watch::Receiver<bool>,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let weak = Arc::downgrade(broker);
+    let on_change = move || {
+        if let Some(broker) = weak.upgrade() {
+            broker.alarms_changed();
+        }
+    };
+    alarm::monitor(
+        broker.alarms.clone(),
+        broker.config.data_dir.clone(),
+        on_change,
+        stop,
+    )
 }
 
 async fn accept_loop(

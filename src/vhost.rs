@@ -13,24 +13,31 @@ use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 
 use crate::amqp_err;
-use crate::channel::link::ChannelLink;
 use crate::exchange::delayed::{self, Delayer};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::Message;
 use crate::protocol::table::{describe_value, equivalent, lookup, value_text};
 use crate::protocol::{AmqpResult, Properties};
 use crate::queue::storage::QueueStorage;
-use crate::queue::{Consumer, Queue, QueueArgs, QueueOptions};
+use crate::queue::{Consumer, Queue, QueueArgs, QueueOptions, Republish};
 use crate::store::{BindingRecord, ExchangeRecord, QueueRecord, Store};
 use crate::timer::Timers;
 
 /// Reply addresses of direct reply-to consumers start with this.
 pub const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
 
+/// The channel of a direct reply-to consumer, as the virtual host holds it
+/// (implemented by the channel's link).
+pub trait ReplyChannel: Send + Sync + std::fmt::Debug {
+    /// Write a reply to the channel's reply consumer `tag`: no ack, no
+    /// prefetch, just the channel's next delivery tag.
+    fn deliver_reply(&self, tag: &str, message: &Message);
+}
+
 /// A channel's direct reply-to consumer.
 #[derive(Debug, Clone)]
 pub struct ReplyConsumer {
-    pub link: Weak<ChannelLink>,
+    pub channel: Weak<dyn ReplyChannel>,
     pub tag: Arc<str>,
 }
 
@@ -569,7 +576,7 @@ impl VHost {
             args,
             storage,
             max_in_memory: self.max_in_memory,
-            home: self.me.clone(),
+            republish: self.me.clone(),
             timers: self.timers.clone(),
         });
         if let (Some(store), Some(id), true) = (&self.store, queue.storage_id(), durable) {
@@ -619,20 +626,6 @@ impl VHost {
         queue.check_delete(if_unused, if_empty)?;
         let (count, consumers) = self.remove_queue(&mut topo, &queue);
         Ok((count, Some((queue, consumers))))
-    }
-
-    /// A queue unused for its `x-expires`: delete it and cancel its consumers.
-    pub fn expire_queue(&self, queue: &Arc<Queue>) {
-        if let Some(consumers) = self.delete_queue_instance(queue) {
-            for consumer in consumers {
-                consumer.channel.conn.send(
-                    crate::connection::handle::ConnEvent::ConsumerCancelled {
-                        channel: consumer.channel.id,
-                        tag: consumer.tag.clone(),
-                    },
-                );
-            }
-        }
     }
 
     /// Delete this very queue if it is still registered (exclusive owner
@@ -804,7 +797,7 @@ impl VHost {
             args,
             storage: Some(storage),
             max_in_memory: self.max_in_memory,
-            home: self.me.clone(),
+            republish: self.me.clone(),
             timers: self.timers.clone(),
         });
         self.topology.write().queues.insert(name, queue.clone());
@@ -900,16 +893,18 @@ impl VHost {
     // ---- direct reply-to -------------------------------------------------
 
     /// Register a channel's `amq.rabbitmq.reply-to` consumer; returns the
-    /// unguessable suffix of its reply address.
-    pub fn register_reply(&self, link: &Arc<ChannelLink>, tag: Arc<str>) -> String {
-        let suffix = crate::util::generated_name(&format!("{}.{}", link.conn.id, link.id));
-        self.replies.lock().insert(
-            suffix.clone(),
-            ReplyConsumer {
-                link: Arc::downgrade(link),
-                tag,
-            },
-        );
+    /// unguessable suffix of its reply address, which starts with `owner`
+    /// (the connection and channel).
+    pub fn register_reply(
+        &self,
+        channel: Weak<dyn ReplyChannel>,
+        owner: &str,
+        tag: Arc<str>,
+    ) -> String {
+        let suffix = crate::util::generated_name(owner);
+        self.replies
+            .lock()
+            .insert(suffix.clone(), ReplyConsumer { channel, tag });
         suffix
     }
 
@@ -922,29 +917,8 @@ impl VHost {
         self.replies
             .lock()
             .get(suffix)
-            .filter(|c| c.link.strong_count() > 0)
+            .filter(|c| c.channel.strong_count() > 0)
             .cloned()
-    }
-
-    /// Route a message the broker itself publishes (a dead letter, a delayed
-    /// message come due) through exchange `dlx`: internal exchanges are
-    /// allowed, as in RabbitMQ, and a missing exchange routes nowhere.
-    pub fn route_internal(&self, dlx: &str, message: &Message, queues: &mut Vec<Arc<Queue>>) {
-        let topo = self.topology.read();
-        if dlx.is_empty() {
-            Self::walk_default(&topo, &message.routing_key, &message.extra_keys, queues);
-            return;
-        }
-        if let Some(source) = topo.exchanges.get(dlx) {
-            Self::walk(
-                &topo,
-                source,
-                &message.routing_key,
-                &message.extra_keys,
-                &message.properties,
-                queues,
-            );
-        }
     }
 
     /// The default exchange: each routing key that names a queue.
@@ -1042,6 +1016,34 @@ impl VHost {
             .keys()
             .map(|k| k.to_string())
             .collect()
+    }
+}
+
+impl Republish for VHost {
+    fn route_internal(&self, exchange: &str, message: &Message, queues: &mut Vec<Arc<Queue>>) {
+        let topo = self.topology.read();
+        if exchange.is_empty() {
+            Self::walk_default(&topo, &message.routing_key, &message.extra_keys, queues);
+            return;
+        }
+        if let Some(source) = topo.exchanges.get(exchange) {
+            Self::walk(
+                &topo,
+                source,
+                &message.routing_key,
+                &message.extra_keys,
+                &message.properties,
+                queues,
+            );
+        }
+    }
+
+    fn expire_queue(&self, queue: &Arc<Queue>) {
+        if let Some(consumers) = self.delete_queue_instance(queue) {
+            for consumer in consumers {
+                consumer.channel.cancelled_by_broker(&consumer);
+            }
+        }
     }
 }
 

@@ -9,12 +9,12 @@
 mod common;
 
 use std::future::Future;
-use std::io::BufRead;
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::process::{KillOnDrop, collect_lines};
 use common::raw::*;
 use common::*;
 use lapin::options::{BasicGetOptions, BasicPublishOptions};
@@ -862,33 +862,6 @@ async fn broker_shutdown_also_ends_connections_still_in_the_handshake() {
     // Well inside the grace period that would otherwise abort it.
     assert!(started.elapsed() < Duration::from_secs(4));
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// Lines of a child's output, collected as they arrive.
-fn collect_lines<R>(reader: R, into: Arc<Mutex<Vec<String>>>)
-where
-    R: std::io::Read + Send + 'static,
-{
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(reader).lines() {
-            match line {
-                Ok(line) => into.lock().unwrap().push(line),
-                Err(_) => return,
-            }
-        }
-    });
-}
-
-/// A child process killed (and reaped) when dropped, also when a test panics.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 #[tokio::test]

@@ -55,3 +55,38 @@ async fn quickstart_example_runs_against_the_broker() {
     );
     broker.stop().await;
 }
+
+/// Collapse runs of whitespace (line wraps) to one space.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[tokio::test]
+async fn docs_name_the_product_and_version_the_broker_announces() {
+    use amq_protocol::protocol::{AMQPClass, connection};
+    use amq_protocol::types::AMQPValue;
+
+    let broker = TestBroker::start().await;
+    let mut c = raw::RawConn::connect(broker.addr).await;
+    c.send(b"AMQP\x00\x00\x09\x01").await;
+    let frame = c.expect_method(10, 10).await;
+    let (_, class) = amq_protocol::protocol::parse_class(&frame.payload[..]).expect("a method");
+    let AMQPClass::Connection(connection::AMQPMethod::Start(start)) = class else {
+        panic!("expected connection.start, got {class:?}");
+    };
+    let text = |key: &str| match start.server_properties.inner().get(key) {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        other => panic!("{key}: {other:?}"),
+    };
+    let (product, version) = (text("product"), text("version"));
+    let readme = one_line(include_str!("../README.md"));
+    let claim = format!("announces product `{product}`, version `{version}`");
+    assert!(readme.contains(&claim), "README.md should say: {claim}");
+    let interop = one_line(include_str!("../interop/README.md"));
+    let claim = format!("Warren announces `product: {product}` and `version: {version}`");
+    assert!(
+        interop.contains(&claim),
+        "interop/README.md should say: {claim}"
+    );
+    broker.stop().await;
+}

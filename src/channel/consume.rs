@@ -1,7 +1,7 @@
 //! Consuming: `basic.qos`, `consume`, `cancel`, `get`, and settling
 //! deliveries with `ack`, `nack`, `reject` and `recover`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use amq_protocol::protocol::{AMQPClass, basic};
 use amq_protocol::types::ShortString;
@@ -15,6 +15,7 @@ use crate::protocol::method::put_get_ok_args;
 use crate::protocol::table::{as_i128, lookup, type_name};
 use crate::queue::{Consumer, ConsumerRemoval};
 use crate::util::generated_name;
+use crate::vhost::ReplyChannel;
 
 impl Channel {
     pub(super) fn qos(
@@ -133,7 +134,10 @@ impl Channel {
         } else {
             Arc::from(requested)
         };
-        let suffix = s.vhost.register_reply(&self.link, tag.clone());
+        let link = Arc::downgrade(&self.link);
+        let channel: Weak<dyn ReplyChannel> = link;
+        let owner = format!("{}.{}", s.connection_id(), self.id);
+        let suffix = s.vhost.register_reply(channel, &owner, tag.clone());
         self.reply = Some((tag.clone(), suffix));
         if !consume.nowait {
             s.send(

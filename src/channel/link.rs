@@ -13,12 +13,13 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::amqp_err;
-use crate::connection::handle::ConnectionHandle;
+use crate::client::handle::{ConnEvent, ConnectionHandle};
 use crate::message::{Message, QueuedMessage};
 use crate::protocol::method::put_deliver_args;
 use crate::protocol::{AmqpResult, Properties};
-use crate::queue::{Consumer, Queue};
+use crate::queue::{Consumer, ConsumerChannel, Delivery, Queue};
 use crate::util::now_millis;
+use crate::vhost::ReplyChannel;
 
 /// One open channel as seen from outside its connection.
 #[derive(Debug)]
@@ -40,7 +41,7 @@ impl ChannelLink {
     /// Write a `basic.deliver` with its content and record it as unacked.
     /// A message for a consumer without acks is settled at once and handed
     /// back, so the queue can drop its disk copy.
-    pub fn deliver(
+    fn deliver_locked(
         &self,
         deliveries: &mut Deliveries,
         consumer: &Arc<Consumer>,
@@ -68,10 +69,40 @@ impl ChannelLink {
     }
 }
 
-impl ChannelLink {
+impl ConsumerChannel for ChannelLink {
+    fn has_credit(&self, consumer: &Consumer) -> bool {
+        self.deliveries.lock().has_credit(consumer, &self.conn)
+    }
+
+    fn deliver(
+        &self,
+        consumer: &Arc<Consumer>,
+        queue: &Arc<Queue>,
+        message: QueuedMessage,
+        wire: Option<&Properties>,
+    ) -> Delivery {
+        let mut deliveries = self.deliveries.lock();
+        if !deliveries.has_credit(consumer, &self.conn) {
+            return Delivery::Refused(message);
+        }
+        match self.deliver_locked(&mut deliveries, consumer, queue, message, wire) {
+            Some(settled) => Delivery::Settled(settled),
+            None => Delivery::Unacked,
+        }
+    }
+
+    fn cancelled_by_broker(&self, consumer: &Consumer) {
+        self.conn.send(ConnEvent::ConsumerCancelled {
+            channel: self.id,
+            tag: consumer.tag.clone(),
+        });
+    }
+}
+
+impl ReplyChannel for ChannelLink {
     /// Deliver a direct reply to this channel's reply-to consumer: no ack,
     /// no prefetch, just the next delivery tag.
-    pub fn deliver_reply(&self, tag: &str, message: &Message) {
+    fn deliver_reply(&self, tag: &str, message: &Message) {
         let mut deliveries = self.deliveries.lock();
         if !deliveries.open {
             return;
@@ -79,7 +110,9 @@ impl ChannelLink {
         let delivery_tag = deliveries.next_tag();
         self.write_deliver(tag, delivery_tag, false, message, &message.properties);
     }
+}
 
+impl ChannelLink {
     /// Queue a `basic.deliver` and its content for the socket.
     fn write_deliver(
         &self,

@@ -32,8 +32,7 @@ use crate::access::cache::Asker;
 use crate::access::{AuthUser, ChannelSlot, Permission, PermissionCache, ResourceKind, UserLimit};
 use crate::amqp_err;
 use crate::broker::Broker;
-use crate::connection::class_method_ids;
-use crate::connection::handle::ConnectionHandle;
+use crate::client::handle::ConnectionHandle;
 use crate::protocol::frame::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
 use crate::protocol::method::{self, Method, Publish};
 use crate::protocol::{AmqpError, AmqpResult, Frame, Properties};
@@ -152,13 +151,7 @@ impl Session {
     /// Tell the channels of deleted queues' consumers that they were cancelled.
     pub fn notify_cancelled(&self, consumers: Vec<Arc<Consumer>>) {
         for consumer in consumers {
-            consumer
-                .channel
-                .conn
-                .send(crate::connection::handle::ConnEvent::ConsumerCancelled {
-                    channel: consumer.channel.id,
-                    tag: consumer.tag.clone(),
-                });
+            consumer.channel.cancelled_by_broker(&consumer);
         }
     }
 
@@ -300,7 +293,7 @@ impl Channel {
                     self.content = Content::Header(publish);
                     return Ok(ChannelOutcome::Open);
                 }
-                let (class_id, method_id) = class_method_ids(&method);
+                let (class_id, method_id) = method.ids();
                 self.handle_method(s, method)
                     .map_err(|e| e.in_method(class_id, method_id))
             }

@@ -9,12 +9,12 @@ use super::confirm::{Confirms, Outcome};
 use super::{Channel, Session};
 use crate::access::{AuthUser, Permission, ResourceKind, tag};
 use crate::amqp_err;
-use crate::message::{Message, SharedMessage};
+use crate::message::{Message, ROUTING_HEADERS, SharedMessage};
 use crate::protocol::method::{Publish, put_return_args};
+use crate::protocol::properties::Field;
 use crate::protocol::{AmqpResult, Properties, ReplyCode};
 use crate::queue::{Persist, Queue};
 use crate::vhost::{REPLY_TO_PREFIX, Target};
-use amq_protocol::types::ShortString;
 
 /// The pseudo-queue of direct reply-to.
 pub(super) const REPLY_TO: &str = "amq.rabbitmq.reply-to";
@@ -100,9 +100,9 @@ impl Channel {
             },
             Target::Reply(consumer) => {
                 if let Some(consumer) = consumer
-                    && let Some(link) = consumer.link.upgrade()
+                    && let Some(channel) = consumer.channel.upgrade()
                 {
-                    link.deliver_reply(&consumer.tag, &message);
+                    channel.deliver_reply(&consumer.tag, &message);
                 }
                 // RabbitMQ routes a reply to no queue, so a mandatory one
                 // is also returned, delivered or not.
@@ -132,9 +132,10 @@ impl Channel {
                 "fast reply consumer does not exist"
             ));
         };
-        let mut fields = properties.fields();
-        fields.reply_to = Some(ShortString::from(format!("{REPLY_TO_PREFIX}{suffix}")));
-        Ok(Properties::from_fields(&fields))
+        let mut rewrite = properties.rewrite();
+        let address = format!("{REPLY_TO_PREFIX}{suffix}");
+        rewrite.set_short_string(Field::ReplyTo, address.as_bytes());
+        Ok(rewrite.finish())
     }
 
     /// Hand a routed message to its queues, or return it when it is
@@ -255,20 +256,19 @@ fn share_if_fanned_out(s: &Session, message: &mut Message, queues: &[Arc<Queue>]
 /// exchanges nor consumers see it. A header of the wrong type is an error
 /// once the publish's other checks pass.
 fn sender_selected(properties: Properties) -> (Properties, Result<Vec<Bytes>, String>) {
-    let mut fields = properties.fields();
-    let Some(headers) = fields.headers.as_mut() else {
-        return (properties, Ok(Vec::new()));
-    };
-    let keys = crate::message::header_routes(headers);
-    if keys.is_err() || !headers.inner().contains_key("BCC") {
+    let mut rewrite = properties.rewrite();
+    let headers = rewrite.headers();
+    let keys = crate::message::header_routes(&headers.decoded_only(&ROUTING_HEADERS));
+    if keys.is_err() || !headers.contains("BCC") {
         return (properties, keys);
     }
-    *headers = crate::protocol::table::without(headers, "BCC");
-    (Properties::from_fields(&fields), keys)
+    headers.remove("BCC");
+    (rewrite.finish(), keys)
 }
 
 /// A message may claim only the authenticated user as its user-id, unless
 /// that user has the `impersonator` tag.
+#[inline]
 fn check_user_id(properties: &Properties, user: &AuthUser) -> AmqpResult<()> {
     match properties.user_id() {
         Some(claimed) if claimed != user.name.as_bytes() && !user.has_tag(tag::IMPERSONATOR) => {
@@ -285,6 +285,7 @@ fn check_user_id(properties: &Properties, user: &AuthUser) -> AmqpResult<()> {
 
 /// The expiration property must be an integer of milliseconds between 0 and
 /// ten years (RabbitMQ's rule); the error text is RabbitMQ's.
+#[inline]
 pub(crate) fn check_expiration(properties: &Properties) -> AmqpResult<Option<u64>> {
     let Some(raw) = properties.expiration() else {
         return Ok(None);

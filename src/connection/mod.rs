@@ -8,9 +8,6 @@
 //! when a batch of input produced only a little for an idle socket, straight
 //! to the socket at the end of the batch ([`Batch`]).
 
-pub mod handle;
-pub mod outbox;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,14 +30,14 @@ use crate::alarm::AlarmState;
 use crate::amqp_err;
 use crate::broker::Broker;
 use crate::channel::{Channel, ChannelOutcome, Session};
+use crate::client::handle::{ClientCapabilities, ConnEvent, ConnectionHandle};
+use crate::client::outbox::{Batch, Outbox, run_writer};
 use crate::protocol::frame::{
     FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, PROTOCOL_HEADER,
     payload_snippet,
 };
 use crate::protocol::method::{self, Method};
 use crate::protocol::{AmqpError, AmqpResult, Frame, FrameCodec, FrameError, ReplyCode};
-use handle::{ClientCapabilities, ConnEvent, ConnectionHandle};
-use outbox::{Batch, Outbox, run_writer};
 
 /// The RabbitMQ version whose behaviour Warren follows, as announced to clients.
 const COMPATIBLE_VERSION: &str = "3.10.8";
@@ -571,7 +568,7 @@ impl Connection {
                 Ok(())
             }
             other => {
-                let (c, m) = class_method_ids(&other);
+                let (c, m) = other.ids();
                 Err(amqp_err!(
                     ChannelError,
                     "unexpected method in connection state running"
@@ -685,7 +682,7 @@ impl Connection {
                 Ok(())
             }
             (state, other) => {
-                let (c, m) = class_method_ids(&other);
+                let (c, m) = other.ids();
                 let name = match state {
                     State::StartOk => "starting",
                     State::TuneOk => "tuning",
@@ -934,18 +931,6 @@ fn unknown_frame(frame: &Frame) -> AmqpError {
         frame.kind,
         payload_snippet(&frame.payload)
     )
-}
-
-/// Class and method ids of a decoded method (for close frames).
-pub(crate) fn class_method_ids(method: &Method) -> (u16, u16) {
-    match method {
-        Method::Publish(_) => (60, 40),
-        Method::Ack { .. } => (60, 80),
-        Method::Nack { .. } => (60, 120),
-        Method::Reject { .. } => (60, 90),
-        Method::Qos { .. } => (60, 10),
-        Method::Other(class) => (class.get_amqp_class_id(), class.get_amqp_method_id()),
-    }
 }
 
 fn hostname() -> String {

@@ -17,11 +17,11 @@ use parking_lot::Mutex;
 use tracing::warn;
 
 use crate::message::Message;
+use crate::queue::Republish;
 use crate::store::Store;
 use crate::store::codec::{self, Entry, Names};
 use crate::timer::{Timed, Timers};
 use crate::util::now_millis;
-use crate::vhost::VHost;
 
 /// The delay a message asks for, if any: the `x-delay` header, an integer
 /// of milliseconds. Zero, negative or absent means no delay.
@@ -75,7 +75,8 @@ struct State {
 #[derive(Debug)]
 pub struct Delayer {
     exchange: Arc<str>,
-    home: Weak<VHost>,
+    /// The virtual host, which routes messages that come due.
+    republish: Weak<dyn Republish>,
     timers: Option<Timers>,
     /// Present for a durable exchange: where persistent held messages live.
     tree: Option<sled::Tree>,
@@ -88,14 +89,14 @@ pub struct Delayer {
 impl Delayer {
     pub fn new(
         exchange: Arc<str>,
-        home: Weak<VHost>,
+        republish: Weak<dyn Republish>,
         timers: Option<Timers>,
         store: Option<Arc<Store>>,
         tree: Option<sled::Tree>,
     ) -> Arc<Delayer> {
         Arc::new_cyclic(|me| Delayer {
             exchange,
-            home,
+            republish,
             timers,
             tree,
             store,
@@ -219,7 +220,7 @@ impl Timed for Delayer {
             st.armed = next;
             next
         };
-        if let Some(vhost) = self.home.upgrade() {
+        if let Some(vhost) = self.republish.upgrade() {
             let mut queues = Vec::new();
             for held in &due {
                 queues.clear();

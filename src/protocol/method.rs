@@ -51,6 +51,20 @@ pub enum Method {
     Other(AMQPClass),
 }
 
+impl Method {
+    /// Its class and method ids (what a close frame names as the failing method).
+    pub fn ids(&self) -> (u16, u16) {
+        match self {
+            Method::Publish(_) => (60, 40),
+            Method::Ack { .. } => (60, 80),
+            Method::Nack { .. } => (60, 120),
+            Method::Reject { .. } => (60, 90),
+            Method::Qos { .. } => (60, 10),
+            Method::Other(class) => (class.get_amqp_class_id(), class.get_amqp_method_id()),
+        }
+    }
+}
+
 /// `basic.publish`, with the names left as slices of the frame.
 #[derive(Debug, Clone)]
 pub struct Publish {

@@ -3,31 +3,22 @@
 //! The broker needs only a few properties of a message (delivery mode,
 //! priority, expiration, and sometimes the headers), so [`Properties`] keeps
 //! the raw bytes for forwarding unchanged and records, in one scan, where the
-//! interesting fields are. A full decode through amq-protocol happens only
-//! when the broker must rewrite the properties (dead-lettering, reply-to).
+//! interesting fields are. When the broker must rewrite them (dead-lettering,
+//! direct reply-to, delivery counts), [`Rewrite`] edits the fields it
+//! changes and keeps the others' bytes: short strings and header keys need
+//! not be UTF-8 (AMQP calls them octets), which amq-protocol's decoder
+//! cannot hold.
 
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::protocol::basic::{gen_properties, parse_properties};
 use amq_protocol::types::{FieldTable, ShortString};
 use bytes::Bytes;
 
-use super::table::{check_table_keys, decode_table};
+use amq_protocol::types::AMQPValue;
+use amq_protocol::types::generation::gen_value;
+use amq_protocol::types::parsing::parse_value;
 
-// Property flag bits, most significant first, in wire order.
-const CONTENT_TYPE: u16 = 1 << 15;
-const CONTENT_ENCODING: u16 = 1 << 14;
-const HEADERS: u16 = 1 << 13;
-const DELIVERY_MODE: u16 = 1 << 12;
-const PRIORITY: u16 = 1 << 11;
-const CORRELATION_ID: u16 = 1 << 10;
-const REPLY_TO: u16 = 1 << 9;
-const EXPIRATION: u16 = 1 << 8;
-const MESSAGE_ID: u16 = 1 << 7;
-const TIMESTAMP: u16 = 1 << 6;
-const TYPE: u16 = 1 << 5;
-const USER_ID: u16 = 1 << 4;
-const APP_ID: u16 = 1 << 3;
-const CLUSTER_ID: u16 = 1 << 2;
+use super::table::{check_table_keys, decode_table, value_len};
 
 /// Why a property list could not be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -68,79 +59,25 @@ impl Properties {
             ..Properties::default()
         };
         let buf = &props.raw[..];
-        if buf.len() < 2 {
-            return Err(PropertiesError::Truncated);
-        }
-        let flags = u16::from_be_bytes([buf[0], buf[1]]);
-        if flags & 1 != 0 {
-            return Err(PropertiesError::Continuation);
-        }
-        let mut at = 2usize;
-        let short_str = |at: &mut usize| -> Result<Span, PropertiesError> {
-            let len = *buf.get(*at).ok_or(PropertiesError::Truncated)? as usize;
-            let start = *at + 1;
-            if buf.len() < start + len {
-                return Err(PropertiesError::Truncated);
-            }
-            *at = start + len;
-            Ok((start as u32, (start + len) as u32))
-        };
-        let octet = |at: &mut usize| -> Result<u8, PropertiesError> {
-            let v = *buf.get(*at).ok_or(PropertiesError::Truncated)?;
-            *at += 1;
-            Ok(v)
-        };
-        if flags & CONTENT_TYPE != 0 {
-            short_str(&mut at)?;
-        }
-        if flags & CONTENT_ENCODING != 0 {
-            short_str(&mut at)?;
-        }
-        if flags & HEADERS != 0 {
-            let mut routing_headers = false;
-            let used = check_table_keys(&buf[at..], &mut |key| {
-                routing_headers |= key == b"CC" || key == b"BCC";
-            })
-            .map_err(|_| PropertiesError::BadHeaders)?;
-            props.routing_headers = routing_headers;
-            props.headers = Some((at as u32, (at + used) as u32));
-            at += used;
-        }
-        if flags & DELIVERY_MODE != 0 {
-            props.delivery_mode = octet(&mut at)?;
-        }
-        if flags & PRIORITY != 0 {
-            props.priority = Some(octet(&mut at)?);
-        }
-        if flags & CORRELATION_ID != 0 {
-            short_str(&mut at)?;
-        }
-        if flags & REPLY_TO != 0 {
-            props.reply_to = Some(short_str(&mut at)?);
-        }
-        if flags & EXPIRATION != 0 {
-            props.expiration = Some(short_str(&mut at)?);
-        }
-        if flags & MESSAGE_ID != 0 {
-            short_str(&mut at)?;
-        }
-        if flags & TIMESTAMP != 0 {
-            if buf.len() < at + 8 {
-                return Err(PropertiesError::Truncated);
-            }
-            at += 8;
-        }
-        for flag in [TYPE, USER_ID, APP_ID, CLUSTER_ID] {
-            if flags & flag != 0 {
-                let span = short_str(&mut at)?;
-                if flag == USER_ID {
-                    props.user_id = Some(span);
+        let mut routing_headers = false;
+        walk(
+            buf,
+            |key| routing_headers |= key == b"CC" || key == b"BCC",
+            |field, at, end| {
+                // Short strings are recorded without their length octet.
+                let short = Some((at as u32 + 1, end as u32));
+                match field {
+                    Field::Headers => props.headers = Some((at as u32, end as u32)),
+                    Field::DeliveryMode => props.delivery_mode = buf[at],
+                    Field::Priority => props.priority = Some(buf[at]),
+                    Field::ReplyTo => props.reply_to = short,
+                    Field::Expiration => props.expiration = short,
+                    Field::UserId => props.user_id = short,
+                    _ => {}
                 }
-            }
-        }
-        if at != buf.len() {
-            return Err(PropertiesError::TrailingBytes);
-        }
+            },
+        )?;
+        props.routing_headers = routing_headers;
         Ok(props)
     }
 
@@ -197,17 +134,37 @@ impl Properties {
         self.headers.is_some()
     }
 
-    /// The headers table, decoded.
+    /// The headers table, decoded. Entries whose key or value amq-protocol
+    /// cannot hold (a key or short string that is not UTF-8) are left out.
     pub fn headers(&self) -> Option<FieldTable> {
-        self.span(self.headers).and_then(decode_table)
+        let (start, end) = self.headers?;
+        let raw = self.raw.slice(start as usize..end as usize);
+        decode_table(&raw).or_else(|| Some(RawTable::parse(&raw).decoded()))
     }
 
-    /// Every property, decoded (for the broker's own rewrites).
+    /// Every property, decoded through amq-protocol. Lossy: a property list
+    /// with a short string or header key that is not UTF-8 decodes to the
+    /// defaults; rewrite with [`Properties::rewrite`] instead.
     pub fn decode(&self) -> BasicProperties {
-        // The scan in `parse` validated every field, so this decode succeeds.
         parse_properties(&self.raw[..])
             .map(|(_, props)| props)
             .unwrap_or_default()
+    }
+
+    /// The properties as editable raw fields.
+    pub fn rewrite(&self) -> Rewrite {
+        let buf = &self.raw;
+        let mut rewrite = Rewrite::default();
+        // `parse` checked the list, so the walk goes through.
+        let _ = walk(
+            buf,
+            |_| {},
+            |field, at, end| match field {
+                Field::Headers => rewrite.headers = Some(RawTable::parse(&buf.slice(at..end))),
+                _ => rewrite.values[field as usize] = Some(buf.slice(at..end)),
+            },
+        );
+        rewrite
     }
 
     /// Size in bytes, for memory accounting.
@@ -220,8 +177,8 @@ impl Properties {
     }
 }
 
-/// Every basic property as a plain field, for the broker's own rewrites
-/// (dead-lettering, direct reply-to, delivery counts).
+/// Every basic property as a plain field: properties the broker makes
+/// from scratch (rewrites of received ones go through [`Rewrite`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Fields {
     pub content_type: Option<ShortString>,
@@ -241,25 +198,6 @@ pub struct Fields {
 }
 
 impl Fields {
-    pub fn from_basic(p: &BasicProperties) -> Fields {
-        Fields {
-            content_type: p.content_type().clone(),
-            content_encoding: p.content_encoding().clone(),
-            headers: p.headers().clone(),
-            delivery_mode: *p.delivery_mode(),
-            priority: *p.priority(),
-            correlation_id: p.correlation_id().clone(),
-            reply_to: p.reply_to().clone(),
-            expiration: p.expiration().clone(),
-            message_id: p.message_id().clone(),
-            timestamp: *p.timestamp(),
-            kind: p.kind().clone(),
-            user_id: p.user_id().clone(),
-            app_id: p.app_id().clone(),
-            cluster_id: p.cluster_id().clone(),
-        }
-    }
-
     pub fn to_basic(&self) -> BasicProperties {
         let mut p = BasicProperties::default();
         macro_rules! set {
@@ -288,11 +226,6 @@ impl Fields {
 }
 
 impl Properties {
-    /// Every property as an editable value.
-    pub fn fields(&self) -> Fields {
-        Fields::from_basic(&self.decode())
-    }
-
     /// Encode edited properties.
     pub fn from_fields(fields: &Fields) -> Properties {
         Properties::from_basic(&fields.to_basic())
@@ -300,12 +233,252 @@ impl Properties {
 
     /// These properties with header `name` set to `value`.
     pub fn with_header(&self, name: &str, value: amq_protocol::types::AMQPValue) -> Properties {
-        let mut fields = self.fields();
-        fields
-            .headers
-            .get_or_insert_with(FieldTable::default)
-            .insert(ShortString::from(name), value);
-        Properties::from_fields(&fields)
+        let mut rewrite = self.rewrite();
+        rewrite.headers().set(name, &value);
+        rewrite.finish()
+    }
+}
+
+/// The basic properties, in wire (flag) order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    ContentType,
+    ContentEncoding,
+    Headers,
+    DeliveryMode,
+    Priority,
+    CorrelationId,
+    ReplyTo,
+    Expiration,
+    MessageId,
+    Timestamp,
+    Type,
+    UserId,
+    AppId,
+    ClusterId,
+}
+
+impl Field {
+    const ALL: [Field; 14] = [
+        Field::ContentType,
+        Field::ContentEncoding,
+        Field::Headers,
+        Field::DeliveryMode,
+        Field::Priority,
+        Field::CorrelationId,
+        Field::ReplyTo,
+        Field::Expiration,
+        Field::MessageId,
+        Field::Timestamp,
+        Field::Type,
+        Field::UserId,
+        Field::AppId,
+        Field::ClusterId,
+    ];
+
+    /// Its bit in the flags word (the first property is the highest bit).
+    fn flag(self) -> u16 {
+        1 << (15 - self as u16)
+    }
+}
+
+/// Walk a property list: call `visit` with each field present and the
+/// span of its encoded value, and `on_key` with each top-level key of the
+/// headers, which are checked structurally on the way.
+fn walk(
+    buf: &[u8],
+    mut on_key: impl FnMut(&[u8]),
+    mut visit: impl FnMut(Field, usize, usize),
+) -> Result<(), PropertiesError> {
+    if buf.len() < 2 {
+        return Err(PropertiesError::Truncated);
+    }
+    let flags = u16::from_be_bytes([buf[0], buf[1]]);
+    if flags & 1 != 0 {
+        return Err(PropertiesError::Continuation);
+    }
+    let mut at = 2usize;
+    for field in Field::ALL {
+        if flags & field.flag() == 0 {
+            continue;
+        }
+        let end = match field {
+            Field::Headers => {
+                let used = check_table_keys(&buf[at..], &mut on_key)
+                    .map_err(|_| PropertiesError::BadHeaders)?;
+                at + used
+            }
+            Field::DeliveryMode | Field::Priority => at + 1,
+            Field::Timestamp => at + 8,
+            _ => at + 1 + *buf.get(at).ok_or(PropertiesError::Truncated)? as usize,
+        };
+        if end > buf.len() {
+            return Err(PropertiesError::Truncated);
+        }
+        visit(field, at, end);
+        at = end;
+    }
+    if at != buf.len() {
+        return Err(PropertiesError::TrailingBytes);
+    }
+    Ok(())
+}
+
+/// A property list the broker rewrites (dead-lettering, direct reply-to,
+/// delivery counts). Every field is kept as the bytes it arrived as, so
+/// what the broker does not change goes out unchanged: AMQP short strings
+/// and table keys are octets, not necessarily UTF-8, and RabbitMQ passes
+/// them on as they are.
+#[derive(Debug, Clone, Default)]
+pub struct Rewrite {
+    /// Each field's encoded value, in flag order (headers aside).
+    values: [Option<Bytes>; 14],
+    headers: Option<RawTable>,
+}
+
+impl Rewrite {
+    /// A short-string field's content.
+    pub fn short_string(&self, field: Field) -> Option<&[u8]> {
+        self.values[field as usize].as_ref().map(|v| &v[1..])
+    }
+
+    /// Set a short-string field (cut to 255 bytes, the most it can hold).
+    pub fn set_short_string(&mut self, field: Field, value: &[u8]) {
+        let value = &value[..value.len().min(255)];
+        let mut encoded = Vec::with_capacity(1 + value.len());
+        encoded.push(value.len() as u8);
+        encoded.extend_from_slice(value);
+        self.values[field as usize] = Some(Bytes::from(encoded));
+    }
+
+    /// Drop a field.
+    pub fn remove(&mut self, field: Field) {
+        match field {
+            Field::Headers => self.headers = None,
+            _ => self.values[field as usize] = None,
+        }
+    }
+
+    /// The headers, made empty if there were none.
+    pub fn headers(&mut self) -> &mut RawTable {
+        self.headers.get_or_insert_with(RawTable::default)
+    }
+
+    /// Encode the rewritten list.
+    pub fn finish(&self) -> Properties {
+        let mut flags = 0u16;
+        let mut raw = vec![0, 0];
+        for field in Field::ALL {
+            if field == Field::Headers {
+                if let Some(headers) = &self.headers {
+                    flags |= field.flag();
+                    headers.encode(&mut raw);
+                }
+            } else if let Some(value) = &self.values[field as usize] {
+                flags |= field.flag();
+                raw.extend_from_slice(value);
+            }
+        }
+        raw[..2].copy_from_slice(&flags.to_be_bytes());
+        let raw = Bytes::from(raw);
+        // Every part was checked when it arrived or encoded here.
+        Properties::parse(raw.clone()).unwrap_or(Properties {
+            raw,
+            ..Properties::default()
+        })
+    }
+}
+
+/// A field table as its top-level entries, each kept as raw bytes (the key,
+/// and the value with its type tag): entries the broker does not touch go
+/// out exactly as they came.
+#[derive(Debug, Clone, Default)]
+pub struct RawTable {
+    entries: Vec<(Bytes, Bytes)>,
+}
+
+impl RawTable {
+    /// Split a table (length prefix included) that was already checked.
+    fn parse(table: &Bytes) -> RawTable {
+        let mut entries = Vec::new();
+        let mut at = 4;
+        while at < table.len() {
+            let key_end = at + 1 + table[at] as usize;
+            let Some(used) = table.get(key_end..).and_then(value_len) else {
+                break;
+            };
+            entries.push((
+                table.slice(at + 1..key_end),
+                table.slice(key_end..key_end + used),
+            ));
+            at = key_end + used;
+        }
+        RawTable { entries }
+    }
+
+    /// The value under `key`, decoded (None when absent, or when it holds
+    /// a short string or table key that is not UTF-8).
+    pub fn get(&self, key: &str) -> Option<AMQPValue> {
+        let (_, value) = self
+            .entries
+            .iter()
+            .find(|(k, _)| k[..] == *key.as_bytes())?;
+        parse_value(&value[..]).ok().map(|(_, v)| v)
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.entries.iter().any(|(k, _)| k[..] == *key.as_bytes())
+    }
+
+    /// Set `key` to `value`, in place of any entry it had.
+    pub fn set(&mut self, key: &str, value: &AMQPValue) {
+        let encoded = Bytes::from(super::frame::cookie_gen(gen_value(value)));
+        self.remove(key);
+        self.entries
+            .push((Bytes::copy_from_slice(key.as_bytes()), encoded));
+    }
+
+    pub fn remove(&mut self, key: &str) {
+        self.entries.retain(|(k, _)| k[..] != *key.as_bytes());
+    }
+
+    /// The entries under `keys`, decoded.
+    pub fn decoded_only(&self, keys: &[&str]) -> FieldTable {
+        let mut table = FieldTable::default();
+        for key in keys {
+            if let Some(value) = self.get(key) {
+                table.insert(ShortString::from(*key), value);
+            }
+        }
+        table
+    }
+
+    /// The entries amq-protocol can hold, decoded.
+    pub fn decoded(&self) -> FieldTable {
+        let mut table = FieldTable::default();
+        for (key, value) in &self.entries {
+            if let (Ok(key), Ok((_, value))) = (std::str::from_utf8(key), parse_value(&value[..])) {
+                table.insert(ShortString::from(key), value);
+            }
+        }
+        table
+    }
+
+    /// Append the table, length first, its entries sorted by key as
+    /// RabbitMQ sorts the headers it writes (a stable sort: entries with
+    /// the same key keep their order).
+    fn encode(&self, out: &mut Vec<u8>) {
+        let mut entries: Vec<&(Bytes, Bytes)> = self.entries.iter().collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let start = out.len();
+        out.extend_from_slice(&[0; 4]);
+        for (key, value) in entries {
+            out.push(key.len() as u8);
+            out.extend_from_slice(key);
+            out.extend_from_slice(value);
+        }
+        let len = (out.len() - start - 4) as u32;
+        out[start..start + 4].copy_from_slice(&len.to_be_bytes());
     }
 }
 
@@ -346,12 +519,72 @@ mod tests {
         assert_eq!(p.user_id(), Some(&b"guest"[..]));
         assert_eq!(p.headers(), Some(headers.clone()));
         assert_eq!(p.decode(), basic);
-        let mut fields = p.fields();
-        fields.expiration = None;
-        let edited = Properties::from_fields(&fields);
+        let mut rewrite = p.rewrite();
+        rewrite.remove(Field::Expiration);
+        let edited = rewrite.finish();
         assert!(edited.expiration().is_none());
         assert_eq!(edited.priority(), Some(7));
         assert_eq!(edited.headers(), Some(headers));
+        assert_eq!(edited.user_id(), Some(&b"guest"[..]));
+    }
+
+    /// content-type "a\xff", headers {"k\xff": longstr "v", "n": long 7},
+    /// delivery-mode 2, reply-to "r".
+    fn not_utf8() -> Bytes {
+        let mut raw = (Field::ContentType.flag()
+            | Field::Headers.flag()
+            | Field::DeliveryMode.flag()
+            | Field::ReplyTo.flag())
+        .to_be_bytes()
+        .to_vec();
+        raw.extend_from_slice(b"\x02a\xff");
+        let table = b"\x02k\xffS\x00\x00\x00\x01v\x01nl\x00\x00\x00\x00\x00\x00\x00\x07";
+        raw.extend_from_slice(&(table.len() as u32).to_be_bytes());
+        raw.extend_from_slice(table);
+        raw.push(2);
+        raw.extend_from_slice(b"\x01r");
+        Bytes::from(raw)
+    }
+
+    #[test]
+    fn a_rewrite_keeps_bytes_that_are_not_utf8() {
+        let p = Properties::parse(not_utf8()).unwrap();
+        // amq-protocol cannot hold them...
+        assert_eq!(p.decode(), BasicProperties::default());
+        // ...but a rewrite keeps every field it does not change.
+        let mut rewrite = p.rewrite();
+        assert_eq!(
+            rewrite.short_string(Field::ContentType),
+            Some(&b"a\xff"[..])
+        );
+        rewrite.set_short_string(Field::ReplyTo, b"elsewhere");
+        rewrite
+            .headers()
+            .set("x-added", &AMQPValue::LongString(LongString::from("yes")));
+        let edited = rewrite.finish();
+        assert!(edited.is_persistent());
+        assert_eq!(edited.reply_to(), Some(&b"elsewhere"[..]));
+        let raw = edited.raw();
+        let find = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+        assert!(find(b"\x02a\xff"), "{raw:?}");
+        assert!(find(b"\x02k\xffS\x00\x00\x00\x01v"), "{raw:?}");
+        // The headers the broker reads skip what amq-protocol cannot hold.
+        let headers = edited.headers().unwrap();
+        assert_eq!(headers.inner().get("n"), Some(&AMQPValue::LongLongInt(7)));
+        assert!(headers.inner().contains_key("x-added"));
+        assert_eq!(headers.inner().len(), 2);
+    }
+
+    #[test]
+    fn rewritten_headers_are_sorted_by_key_as_rabbitmq_writes_them() {
+        let p = Properties::parse(not_utf8()).unwrap();
+        let mut rewrite = p.rewrite();
+        rewrite.headers().set("a", &AMQPValue::Boolean(true));
+        let edited = rewrite.finish();
+        let raw = edited.raw();
+        let at = |needle: &[u8]| raw.windows(needle.len()).position(|w| w == needle);
+        assert!(at(b"\x01at").unwrap() < at(b"\x02k\xff").unwrap());
+        assert!(at(b"\x02k\xff").unwrap() < at(b"\x01nl").unwrap());
     }
 
     #[test]

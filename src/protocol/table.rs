@@ -71,6 +71,12 @@ fn check_array_body(mut buf: &[u8], depth: usize) -> Result<(), TableError> {
     Ok(())
 }
 
+/// The size of the tagged value at the start of `buf` (tag included), if
+/// it is well formed.
+pub fn value_len(buf: &[u8]) -> Option<usize> {
+    check_value(buf, 1).ok()
+}
+
 /// Check one tagged value; returns its size including the tag.
 fn check_value(buf: &[u8], depth: usize) -> Result<usize, TableError> {
     let tag = *buf.first().ok_or(TableError::Truncated)?;
@@ -147,17 +153,6 @@ pub fn check_method_tables(class_id: u16, method_id: u16, args: &[u8]) -> Result
         };
     }
     Ok(())
-}
-
-/// `table` without the entry `name`.
-pub fn without(table: &FieldTable, name: &str) -> FieldTable {
-    let mut kept = FieldTable::default();
-    for (key, value) in table.inner() {
-        if key.as_str() != name {
-            kept.insert(key.clone(), value.clone());
-        }
-    }
-    kept
 }
 
 /// RabbitMQ's name for a value's type, as its error texts print it.

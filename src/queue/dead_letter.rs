@@ -8,7 +8,7 @@ use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortSt
 use bytes::Bytes;
 
 use crate::message::Message;
-use crate::protocol::Properties;
+use crate::protocol::properties::Field;
 use crate::protocol::table::as_bytes;
 
 /// Why a message left its queue.
@@ -59,12 +59,16 @@ pub fn dead_lettered(
     routing_key: Option<&str>,
     now_secs: u64,
 ) -> Message {
-    let mut fields = message.properties.fields();
-    let mut headers = fields.headers.take().unwrap_or_default();
+    // Rewritten field by field: what is not changed here goes out as it
+    // came, bytes that are not UTF-8 included.
+    let mut rewrite = message.properties.rewrite();
+    let expiration = rewrite.short_string(Field::Expiration).map(<[u8]>::to_vec);
+    let headers = rewrite.headers();
     let original_key = String::from_utf8_lossy(&message.routing_key).into_owned();
     let mut routing_keys = vec![text(&original_key)];
     if message.properties.has_routing_headers() {
-        let cc = crate::message::header_routes(&headers).unwrap_or_default();
+        let routes = headers.decoded_only(&crate::message::ROUTING_HEADERS);
+        let cc = crate::message::header_routes(&routes).unwrap_or_default();
         routing_keys.extend(
             cc.iter()
                 .map(|k| AMQPValue::LongString(LongString::from(k.to_vec()))),
@@ -79,14 +83,17 @@ pub fn dead_lettered(
         key("routing-keys"),
         AMQPValue::FieldArray(FieldArray::from(routing_keys)),
     );
-    if let Some(expiration) = &fields.expiration {
-        info.insert(key("original-expiration"), text(expiration.as_str()));
+    if let Some(expiration) = expiration {
+        info.insert(
+            key("original-expiration"),
+            AMQPValue::LongString(LongString::from(expiration)),
+        );
     }
-    let deaths = match headers.inner().get("x-death") {
-        None => {
-            headers.insert(key("x-first-death-reason"), text(reason.as_str()));
-            headers.insert(key("x-first-death-queue"), text(queue));
-            headers.insert(key("x-first-death-exchange"), text(&message.exchange));
+    let deaths = match headers.get("x-death") {
+        None if !headers.contains("x-death") => {
+            headers.set("x-first-death-reason", &text(reason.as_str()));
+            headers.set("x-first-death-queue", &text(queue));
+            headers.set("x-first-death-exchange", &text(&message.exchange));
             info.insert(key("count"), AMQPValue::LongLongInt(1));
             vec![AMQPValue::FieldTable(info)]
         }
@@ -108,7 +115,7 @@ pub fn dead_lettered(
             let first = match matched {
                 Some(mut t) => {
                     let count = match t.inner().get("count") {
-                        Some(v) => crate::protocol::table::as_i128(v).unwrap_or(0) as i64 + 1,
+                        Some(v) => next_count(v),
                         None => 1,
                     };
                     t.insert(key("count"), AMQPValue::LongLongInt(count));
@@ -124,32 +131,39 @@ pub fn dead_lettered(
             all
         }
         // Not an array (a client rewrote it): start over, as RabbitMQ does.
-        Some(_) => {
+        _ => {
             info.insert(key("count"), AMQPValue::LongLongInt(1));
             vec![AMQPValue::FieldTable(info)]
         }
     };
-    headers.insert(
-        key("x-death"),
-        AMQPValue::FieldArray(FieldArray::from(deaths)),
-    );
-    if routing_key.is_some() && headers.inner().contains_key("CC") {
-        headers = crate::protocol::table::without(&headers, "CC");
+    headers.set("x-death", &AMQPValue::FieldArray(FieldArray::from(deaths)));
+    if routing_key.is_some() {
+        headers.remove("CC");
     }
-    fields.headers = Some(headers);
-    fields.expiration = None;
+    rewrite.remove(Field::Expiration);
     let mut copy = Message::new(
         dlx.clone(),
         routing_key.map_or(message.routing_key.clone(), |k| {
             Bytes::copy_from_slice(k.as_bytes())
         }),
-        Properties::from_fields(&fields),
+        rewrite.finish(),
         message.body.clone(),
     );
     if routing_key.is_none() {
         copy.extra_keys = message.extra_keys.clone();
     }
     copy
+}
+
+/// An `x-death` count plus one. It saturates at the largest long, where
+/// RabbitMQ 3.10 wraps round to the most negative one (its encoder
+/// truncates the sum to 64 bits): a count that goes negative is no use
+/// to anyone. A count that is not a number starts again at 1.
+fn next_count(count: &AMQPValue) -> i64 {
+    let count = crate::protocol::table::as_i128(count).unwrap_or(0);
+    count
+        .saturating_add(1)
+        .clamp(i64::MIN as i128, i64::MAX as i128) as i64
 }
 
 /// RabbitMQ 3.10 first regroups existing entries by (queue, reason), one
@@ -223,6 +237,7 @@ pub fn is_cycle(message: &Message, reason: Reason, target: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::Properties;
 
     fn message(expiration: Option<&str>) -> Message {
         let mut fields = crate::protocol::properties::Fields {

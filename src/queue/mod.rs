@@ -20,6 +20,7 @@ pub mod arguments;
 pub mod consumer;
 pub mod dead_letter;
 pub mod ready;
+pub mod republish;
 pub mod storage;
 
 use std::collections::HashMap;
@@ -35,11 +36,11 @@ use crate::store::StoreError;
 use crate::store::codec::Names;
 use crate::timer::{Timed, Timers};
 use crate::util::now_millis;
-use crate::vhost::VHost;
 pub use arguments::{Overflow, QueueArgs, QueueType};
-pub use consumer::Consumer;
+pub use consumer::{Consumer, ConsumerChannel, Delivery};
 use dead_letter::Reason;
 use ready::ReadyQueue;
+pub use republish::Republish;
 pub use storage::Persist;
 use storage::{QueueStorage, RecoveredEntry};
 
@@ -63,9 +64,9 @@ pub struct Queue {
     storage: Option<Arc<QueueStorage>>,
     /// Ready messages kept in memory (per priority) before new ones go to disk only.
     max_in_memory: usize,
-    /// The virtual host: dead letters are routed through it, and an
+    /// The virtual host above: dead letters are routed through it, and an
     /// expiring queue deletes itself from it.
-    home: Weak<VHost>,
+    republish: Weak<dyn Republish>,
     timers: Option<Timers>,
     me: Weak<Queue>,
     state: Mutex<QueueState>,
@@ -126,7 +127,8 @@ pub struct QueueOptions {
     pub args: QueueArgs,
     pub storage: Option<Arc<QueueStorage>>,
     pub max_in_memory: usize,
-    pub home: Weak<VHost>,
+    /// The virtual host (or a test's stand-in) the queue lives in.
+    pub republish: Weak<dyn Republish>,
     pub timers: Option<Timers>,
 }
 
@@ -143,7 +145,7 @@ impl Queue {
             args: options.args,
             storage: options.storage,
             max_in_memory: options.max_in_memory.max(1),
-            home: options.home,
+            republish: options.republish,
             timers: options.timers,
             me: me.clone(),
             state: Mutex::new(QueueState {
@@ -413,7 +415,7 @@ impl Queue {
     /// priority, round-robin among equals. With single active consumer,
     /// only the first registered one is a candidate.
     fn pick_consumer(&self, consumers: &[Arc<Consumer>], rotation: usize) -> Option<usize> {
-        let credit = |c: &Arc<Consumer>| c.channel.deliveries.lock().has_credit(c, &c.channel.conn);
+        let credit = |c: &Arc<Consumer>| c.channel.has_credit(c);
         if self.args.single_active_consumer {
             return consumers.first().filter(|c| credit(c)).map(|_| 0);
         }
@@ -460,11 +462,6 @@ impl Queue {
                     break;
                 };
                 let consumer = &consumers[index];
-                let link = &consumer.channel;
-                let mut deliveries = link.deliveries.lock();
-                if !deliveries.has_credit(consumer, &link.conn) {
-                    continue;
-                }
                 let Some(message) = ready.pop_front(storage, names) else {
                     break;
                 };
@@ -474,14 +471,23 @@ impl Queue {
                     expired.push(message);
                     continue;
                 }
-                if let (Some(storage), true) = (storage, message.on_disk) {
-                    storage.note_delivered(message.seq);
-                }
+                let (seq, on_disk) = (message.seq, message.on_disk);
                 let wire = (self.args.is_quorum() && message.delivery_count > 0)
                     .then(|| with_delivery_count(&message.message, message.delivery_count));
-                match link.deliver(&mut deliveries, consumer, self, message, wire.as_ref()) {
-                    Some(auto_acked) => settled.push(auto_acked),
-                    None => *unacked += 1,
+                match consumer
+                    .channel
+                    .deliver(consumer, self, message, wire.as_ref())
+                {
+                    Delivery::Unacked => *unacked += 1,
+                    Delivery::Settled(auto_acked) => settled.push(auto_acked),
+                    Delivery::Refused(message) => {
+                        // Rare: put it back at the head and pick again.
+                        ready.insert_in_order(message);
+                        continue;
+                    }
+                }
+                if let (Some(storage), true) = (storage, on_disk) {
+                    storage.note_delivered(seq);
                 }
                 *rotation = index + 1;
             }
@@ -710,7 +716,7 @@ impl Queue {
         if dead.is_empty() {
             return;
         }
-        let (Some(dlx), Some(vhost)) = (&self.args.dead_letter_exchange, self.home.upgrade())
+        let (Some(dlx), Some(vhost)) = (&self.args.dead_letter_exchange, self.republish.upgrade())
         else {
             return;
         };
@@ -804,7 +810,7 @@ impl Timed for Queue {
         };
         self.dead_letter(dead);
         if expire_queue {
-            if let Some(vhost) = self.home.upgrade() {
+            if let Some(vhost) = self.republish.upgrade() {
                 vhost.expire_queue(&self);
             }
             return None;
@@ -821,3 +827,6 @@ fn with_delivery_count(message: &Message, count: u32) -> Properties {
         .properties
         .with_header("x-delivery-count", AMQPValue::LongLongInt(count as i64))
 }
+
+#[cfg(test)]
+mod tests;
