@@ -85,7 +85,9 @@ pub async fn serve(
     };
     let mut conn = Connection {
         id: broker.next_connection_id(),
-        codec: FrameCodec::new(broker.config.frame_max.max(FRAME_MIN_SIZE)),
+        // Until tune-ok, frames are held to the protocol's minimum frame
+        // size, as RabbitMQ does (its initial_frame_max).
+        codec: FrameCodec::new(FRAME_MIN_SIZE),
         broker,
         peer,
         outbox: outbox.clone(),
@@ -766,6 +768,7 @@ impl Connection {
         self.frame_max = tune_ok.frame_max;
         self.channel_max = tune_ok.channel_max;
         self.heartbeat = tune_ok.heartbeat;
+        // From here on, frames may be as large as negotiated.
         self.codec.frame_max = tune_ok.frame_max;
         self.outbox.set_heartbeat(
             (tune_ok.heartbeat > 0).then(|| Duration::from_secs(tune_ok.heartbeat as u64)),
