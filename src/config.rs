@@ -39,7 +39,8 @@ pub struct Config {
     #[arg(long, env = "WARREN_FRAME_MAX", default_value_t = 131_072)]
     pub frame_max: u32,
 
-    /// Most channels per connection.
+    /// Most channels open at once per connection (not the highest id: as
+    /// in RabbitMQ, any id up to 65535 may be used).
     #[arg(long, env = "WARREN_CHANNEL_MAX", default_value_t = 2047)]
     pub channel_max: u16,
 

@@ -973,22 +973,58 @@ async fn warren_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
 // ---- channels --------------------------------------------------------------
 
 #[tokio::test]
-async fn channel_id_above_negotiated_channel_max_is_a_channel_error() {
+async fn any_channel_id_may_be_opened_within_channel_max() {
     let broker = TestBroker::start().await;
-    if broker.is_external() {
-        // RabbitMQ 3.10 does not check channel ids against channel_max.
-        broker.stop().await;
-        return;
-    }
+    // channel_max bounds how many channels are open, not their ids.
     let mut c = handshake_tuned(broker.addr, 10, 131_072, 0).await;
-    open_channel(&mut c, 10).await;
-    c.send(&method(11, 20, 10, &short_str(""))).await;
+    for id in [11, 2048, 65535] {
+        open_channel(&mut c, id).await;
+    }
+    c.send(&queue_declare(65535, "", 4)).await;
+    expect_method(&mut c, 50, 11).await;
+    drop(c);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn opening_more_channels_than_channel_max_is_refused_with_not_allowed() {
+    let broker = TestBroker::start().await;
+    let mut c = handshake_tuned(broker.addr, 2, 131_072, 0).await;
+    open_channel(&mut c, 65535).await;
+    open_channel(&mut c, 1).await;
+    c.send(&method(3, 20, 10, &short_str(""))).await;
     expect_connection_close(
         &mut c,
-        504,
-        "CHANNEL_ERROR - channel id 11 exceeds negotiated channel_max (10)",
-        20,
-        10,
+        530,
+        "NOT_ALLOWED - number of channels opened (2) has reached the negotiated channel_max (2)",
+        0,
+        0,
+    )
+    .await;
+    drop(c);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_channel_counts_against_channel_max_until_its_close_ok() {
+    let broker = TestBroker::start().await;
+    let mut c = handshake_tuned(broker.addr, 1, 131_072, 0).await;
+    open_channel(&mut c, 1).await;
+    // Closed by the client: its place is free again.
+    c.send(&close_method(1, 20, 200, "bye")).await;
+    expect_method(&mut c, 20, 41).await;
+    open_channel(&mut c, 7).await;
+    // Closed by the broker (an error): it counts until the client's close-ok.
+    c.send(&queue_declare(7, &unique("no-such-queue"), 1)).await;
+    let (channel, code, ..) = within(10, expect_close(&mut c)).await;
+    assert_eq!((channel, code), (7, 404));
+    c.send(&method(8, 20, 10, &short_str(""))).await;
+    expect_connection_close(
+        &mut c,
+        530,
+        "NOT_ALLOWED - number of channels opened (1) has reached the negotiated channel_max (1)",
+        0,
+        0,
     )
     .await;
     drop(c);

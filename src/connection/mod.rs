@@ -492,22 +492,21 @@ impl Connection {
 
     fn handle_channel_frame(&mut self, frame: Frame) -> AmqpResult<()> {
         let id = frame.channel;
-        if id > self.channel_max {
-            let (class_id, method_id) = match frame.kind {
-                FRAME_METHOD => method::method_ids(&frame.payload).unwrap_or((0, 0)),
-                _ => (0, 0),
-            };
-            return Err(amqp_err!(
-                ChannelError,
-                "channel id {id} exceeds negotiated channel_max ({})",
-                self.channel_max
-            )
-            .in_method(class_id, method_id));
-        }
         let Some(session) = &self.session else {
             return Ok(());
         };
         let Some(channel) = self.channels.get_mut(&id) else {
+            // channel_max bounds how many channels are open (closing ones
+            // count until their close-ok), not their ids: any id may be used.
+            let open = self.channels.len();
+            if self.channel_max != 0 && open >= usize::from(self.channel_max) {
+                return Err(amqp_err!(
+                    NotAllowed,
+                    "number of channels opened ({open}) has reached the negotiated channel_max ({})",
+                    self.channel_max
+                )
+                .on_connection());
+            }
             return match frame.kind {
                 FRAME_METHOD => {
                     let method = method::decode(&frame.payload)?;
