@@ -27,8 +27,9 @@ pub struct Config {
     #[arg(long, env = "WARREN_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
 
-    /// Largest message body accepted, in bytes (RabbitMQ's max_message_size).
-    #[arg(long, env = "WARREN_MAX_MESSAGE_SIZE", default_value_t = 16 * 1024 * 1024)]
+    /// Largest message body accepted, in bytes (RabbitMQ's max_message_size;
+    /// 128 MiB is the default of RabbitMQ 3.x, which Warren follows).
+    #[arg(long, env = "WARREN_MAX_MESSAGE_SIZE", default_value_t = 128 * 1024 * 1024)]
     pub max_message_size: u64,
 
     /// Heartbeat interval offered to clients, in seconds (0 disables).
@@ -84,9 +85,9 @@ pub struct Config {
     pub store_cache_mb: u64,
 
     /// Memory high watermark: publishers are blocked above it. A number up to
-    /// 1 is a fraction of the machine's RAM; otherwise a size such as 2GB or
-    /// 512MiB.
-    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", default_value = "0.6")]
+    /// 1 is a fraction of the machine's RAM (0.4 as in RabbitMQ 3.x);
+    /// otherwise a size such as 2GB or 512MiB.
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", default_value = "0.4")]
     pub memory_high_watermark: String,
 
     /// Milliseconds a delivery may stay unacknowledged before its channel is
@@ -177,7 +178,7 @@ mod tests {
         assert_eq!(parse_size("1024"), Ok(1024));
         assert!(parse_size("lots").is_err());
         let config = Config::default();
-        assert_eq!(config.memory_limit(1000), Ok(600));
+        assert_eq!(config.memory_limit(1000), Ok(400));
         let fixed = Config {
             memory_high_watermark: "512MiB".into(),
             ..Config::default()

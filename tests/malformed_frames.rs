@@ -744,7 +744,7 @@ async fn content_header_over_max_message_size_closes_the_channel_at_header_time(
         1,
         406,
         &format!(
-            "PRECONDITION_FAILED - message size {size} is larger than configured max size 16777216"
+            "PRECONDITION_FAILED - message size {size} is larger than configured max size 134217728"
         ),
         60,
         40,
