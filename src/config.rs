@@ -35,8 +35,9 @@ pub struct Config {
     #[arg(long, env = "WARREN_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Largest message body accepted, in bytes (RabbitMQ's max_message_size).
-    #[arg(long, env = "WARREN_MAX_MESSAGE_SIZE", default_value_t = 16 * 1024 * 1024)]
+    /// Largest message body accepted, in bytes (RabbitMQ's max_message_size;
+    /// 128 MiB is the default of RabbitMQ 3.x, which Warren follows).
+    #[arg(long, env = "WARREN_MAX_MESSAGE_SIZE", default_value_t = 128 * 1024 * 1024)]
     pub max_message_size: u64,
 
     /// Heartbeat interval offered to clients, in seconds (0 disables).
@@ -48,7 +49,8 @@ pub struct Config {
     #[arg(long, env = "WARREN_FRAME_MAX", default_value_t = 131_072, value_parser = frame_max_arg)]
     pub frame_max: u32,
 
-    /// Most channels per connection.
+    /// Most channels open at once per connection (not the highest id: as
+    /// in RabbitMQ, any id up to 65535 may be used).
     #[arg(long, env = "WARREN_CHANNEL_MAX", default_value_t = 2047)]
     pub channel_max: u16,
 
@@ -108,9 +110,9 @@ pub struct Config {
     pub store_cache_mb: u64,
 
     /// Memory high watermark: publishers are blocked above it. A number up to
-    /// 1 is a fraction of the machine's RAM; otherwise a size such as 2GB or
-    /// 512MiB.
-    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", default_value = "0.6", value_parser = watermark_arg)]
+    /// 1 is a fraction of the machine's RAM (0.4 as in RabbitMQ 3.x);
+    /// otherwise a size such as 2GB or 512MiB.
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK", default_value = "0.4", value_parser = watermark_arg)]
     pub memory_high_watermark: String,
 
     /// Milliseconds a delivery may stay unacknowledged before its channel is
@@ -274,7 +276,7 @@ fn watermark(text: &str, total_ram: u64) -> Result<u64, String> {
     match text.parse::<f64>() {
         Ok(f) if (0.0..=1.0).contains(&f) => Ok((total_ram as f64 * f) as u64),
         _ => parse_size(text).map_err(|_| {
-            "not a fraction of RAM (0 to 1, such as 0.6) nor a size (such as 2GB or 512MiB)"
+            "not a fraction of RAM (0 to 1, such as 0.4) nor a size (such as 2GB or 512MiB)"
                 .to_string()
         }),
     }
@@ -340,7 +342,7 @@ mod tests {
         assert_eq!(parse_size("1024"), Ok(1024));
         assert!(parse_size("lots").is_err());
         let config = Config::default();
-        assert_eq!(config.memory_limit(1000), Ok(600));
+        assert_eq!(config.memory_limit(1000), Ok(400));
         let fixed = Config {
             memory_high_watermark: "512MiB".into(),
             ..Config::default()

@@ -117,6 +117,23 @@ async fn one_mebibyte_body_arrives_intact() {
 }
 
 #[tokio::test]
+async fn twenty_megabyte_body_is_accepted_and_arrives_intact() {
+    // RabbitMQ 3.x accepts bodies up to 128 MiB by default (16 MiB is 4.x's
+    // default); clients' test suites send 20 MB messages.
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    round_trip_through_consumer(&conn, &ch, &pattern(20_000_000)).await;
+    conn.close(200, "bye".into()).await.unwrap();
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn default_max_message_size_is_rabbitmq_3s_128_mib() {
+    // Warren's own configuration; the behaviour is checked above.
+    assert_eq!(warren::Config::default().max_message_size, 134_217_728);
+}
+
+#[tokio::test]
 async fn multi_frame_body_arrives_intact_through_basic_get() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;

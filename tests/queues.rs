@@ -10,6 +10,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::raw;
 use common::*;
 use futures_lite::StreamExt;
 use lapin::options::*;
@@ -1322,6 +1323,100 @@ async fn deleting_queue_cancels_its_consumers() {
         publish(&ch, "", &q2, "after").await;
         assert_eq!(drain(&ch, &q2).await, vec!["after"]);
     })
+    .await;
+    broker.stop().await;
+}
+
+/// Frames up to and including the `n`th method frame; panics after 5 s.
+async fn methods(c: &mut raw::RawConn, n: usize) -> Vec<(u16, (u16, u16))> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let f = c
+            .recv(Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|| panic!("only {got:?} arrived"));
+        if let Some(m) = f.method() {
+            got.push((f.channel, m));
+        }
+    }
+    got
+}
+
+/// A raw connection with channels 1 and 2, consuming from `queue` (tags
+/// "c1" and "c2") on the channels listed.
+async fn raw_consumers(broker: &TestBroker, queue: &str, flags: u8, on: &[u16]) -> raw::RawConn {
+    let mut c = raw::RawConn::handshake(broker.addr).await;
+    c.open_channel(1).await;
+    c.open_channel(2).await;
+    let mut declare = vec![0, 0];
+    declare.extend(raw::short_str(queue));
+    declare.extend([flags, 0, 0, 0, 0]);
+    c.send(&raw::method(1, 50, 10, &declare)).await;
+    c.expect_method(50, 11).await;
+    for &channel in on {
+        let mut consume = vec![0, 0];
+        consume.extend(raw::short_str(queue));
+        consume.extend(raw::short_str(&format!("c{channel}")));
+        consume.extend([0, 0, 0, 0, 0]);
+        c.send(&raw::method(channel, 60, 20, &consume)).await;
+        c.expect_method(60, 21).await;
+    }
+    c
+}
+
+fn queue_delete_frame(channel: u16, queue: &str) -> Vec<u8> {
+    let mut args = vec![0, 0];
+    args.extend(raw::short_str(queue));
+    args.push(0);
+    raw::method(channel, 50, 40, &args)
+}
+
+#[tokio::test]
+async fn queue_delete_ok_comes_before_the_basic_cancel_on_the_deleting_channel() {
+    // py-amqp (kombu, Celery) raises ConsumerCancelled inside queue_delete
+    // when the cancel overtakes the delete-ok. Durable queues are the case
+    // where the delete-ok waits for the disk.
+    let broker = TestBroker::start().await;
+    within(
+        LIMIT,
+        Box::pin(async {
+            for (flags, kind) in [(2u8, "durable"), (0, "transient"), (4, "exclusive")] {
+                let q = unique(&format!("delete-order-{kind}"));
+                let mut c = raw_consumers(&broker, &q, flags, &[1, 2]).await;
+                c.send(&queue_delete_frame(1, &q)).await;
+                let got = methods(&mut c, 3).await;
+                // The deleting channel's own consumer hears of it after
+                // delete-ok; another channel's may hear of it before or after
+                // (RabbitMQ's channels run independently).
+                let on_1: Vec<_> = got.iter().filter(|(ch, _)| *ch == 1).collect();
+                assert_eq!(
+                    on_1,
+                    [&(1, (50, 41)), &(1, (60, 30))],
+                    "{kind} queue: {got:?}"
+                );
+                assert!(got.contains(&(2, (60, 30))), "{kind} queue: {got:?}");
+            }
+        }),
+    )
+    .await;
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn consumers_of_other_connections_are_cancelled_when_a_queue_is_deleted() {
+    let broker = TestBroker::start().await;
+    within(
+        LIMIT,
+        Box::pin(async {
+            let q = unique("delete-other-connection");
+            let mut consumer = raw_consumers(&broker, &q, 2, &[2]).await;
+            let mut deleter = raw::RawConn::handshake(broker.addr).await;
+            deleter.open_channel(1).await;
+            deleter.send(&queue_delete_frame(1, &q)).await;
+            assert_eq!(methods(&mut deleter, 1).await, vec![(1, (50, 41))]);
+            assert_eq!(methods(&mut consumer, 1).await, vec![(2, (60, 30))]);
+        }),
+    )
     .await;
     broker.stop().await;
 }

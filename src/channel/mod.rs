@@ -635,18 +635,23 @@ impl Channel {
         }
     }
 
-    /// The broker cancelled a consumer (its queue went away).
+    /// The broker cancelled a consumer (its queue went away). The
+    /// `basic.cancel` queues behind any reply still waiting for the disk,
+    /// as in RabbitMQ, where a deleted queue's consumers hear of it only
+    /// after `queue.delete-ok` (py-amqp raises inside `queue_delete`
+    /// otherwise).
     pub fn consumer_cancelled_by_broker(&mut self, s: &Session, tag: &str) {
         if self.consumers.remove(tag).is_some()
             && !self.closing
             && s.handle.capabilities.consumer_cancel_notify
         {
-            s.send(
+            s.reply_when(
                 self.id,
                 AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
                     consumer_tag: ShortString::from(tag),
                     nowait: true,
                 })),
+                false,
             );
         }
     }

@@ -49,8 +49,9 @@ struct Pending {
     /// taken from `frames` and is writing them: nobody else may write.
     writing: bool,
     /// The socket's write half, shared by the writer task and inline
-    /// writes; dropped here when the writer ends, so the socket closes
-    /// even while others still hold the outbox.
+    /// writes; dropped here (with anything still pending) when the writer
+    /// ends or the socket fails, so the socket closes even while others
+    /// still hold the outbox. Without it, pushed frames are discarded.
     socket: Option<Arc<OwnedWriteHalf>>,
     /// The negotiated heartbeat interval: the writer sends a heartbeat
     /// frame at least every half of it.
@@ -68,6 +69,8 @@ pub struct Outbox {
     /// Wakes whoever waits for room (the reader, deliveries).
     drained: Notify,
     closed: AtomicBool,
+    /// A write failed: the socket is gone and nothing more can be sent.
+    broken: AtomicBool,
 }
 
 impl Outbox {
@@ -85,18 +88,27 @@ impl Outbox {
             starved: AtomicBool::new(false),
             drained: Notify::new(),
             closed: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
         }
     }
 
-    /// Append frames. The closure runs under the outbox lock: keep it to encoding.
+    /// Append frames. The closure runs under the outbox lock: keep it to
+    /// encoding. Once the socket is gone the frames are discarded.
     pub fn push<R>(self: &Arc<Self>, write: impl FnOnce(&mut FrameBuf) -> R) -> R {
         let mut p = self.pending_frames.lock();
         let before = p.frames.len();
         let result = write(&mut p.frames);
+        if p.socket.is_none() {
+            // Nothing was pending (see `release_socket`): drop only these.
+            p.frames.take();
+            return result;
+        }
         let added = p.frames.len() - before;
         let idle = !p.writing;
-        drop(p);
+        // Counted before the lock is let go, so no write of these bytes can
+        // be subtracted first (the count would wrap for a moment).
         self.pending.fetch_add(added, Ordering::Relaxed);
+        drop(p);
         if before == 0 && added > 0 && idle && !Batch::defer(self) {
             self.wake_writer.notify_one();
         }
@@ -112,7 +124,7 @@ impl Outbox {
     /// Whether more deliveries may be queued for this socket. A `false`
     /// answer is remembered, so the writer reports when room returns.
     pub fn has_room(&self) -> bool {
-        if self.pending.load(Ordering::Relaxed) < HIGH_WATER {
+        if self.pending.load(Ordering::Relaxed) < HIGH_WATER && !self.is_closed() {
             return true;
         }
         self.starved.store(true, Ordering::Relaxed);
@@ -124,7 +136,8 @@ impl Outbox {
         self.pending.load(Ordering::Relaxed) >= HIGH_WATER
     }
 
-    /// Wait until the pending bytes fall under the low-water mark.
+    /// Wait until the pending bytes fall under the low-water mark, or the
+    /// outbox closes (then there is no room to wait for: see `is_broken`).
     pub async fn wait_for_room(&self) {
         loop {
             let drained = self.drained.notified();
@@ -146,10 +159,36 @@ impl Outbox {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Whether a write failed: the peer is gone (or the socket broke), so
+    /// the connection has nothing left to do.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Acquire)
+    }
+
+    /// Give up a socket whose peer does not take what is pending: when it
+    /// closes, it is reset rather than left to the kernel to deliver (and
+    /// hold) the rest.
+    pub fn abandon_socket(&self) {
+        if let Some(socket) = self.pending_frames.lock().socket.clone() {
+            let _ = reset_on_close(&socket);
+        }
+        self.release_socket();
+    }
+
+    /// Give up the socket: frames still pending are dropped and later ones
+    /// discarded, and the socket closes once the writer lets go of it.
+    pub fn release_socket(&self) {
+        let mut p = self.pending_frames.lock();
+        let dropped = p.frames.take();
+        p.socket = None;
+        let bytes: usize = dropped.iter().map(Bytes::len).sum();
+        self.pending.fetch_sub(bytes, Ordering::Relaxed);
+    }
+
     /// Take everything pending for writing, unless someone is writing already.
     fn take(&self) -> Option<Vec<Bytes>> {
         let mut p = self.pending_frames.lock();
-        if p.writing || p.frames.is_empty() {
+        if p.writing || p.frames.is_empty() || p.socket.is_none() {
             return None;
         }
         p.writing = true;
@@ -175,9 +214,13 @@ impl Outbox {
         !p.writing && p.frames.is_empty()
     }
 
-    /// The socket failed: nothing more will be written.
+    /// The socket failed: nothing more will be written, and what is
+    /// pending is dropped at once (a dead consumer's backlog is not kept
+    /// until its connection task notices).
     fn failed(&self) {
+        self.broken.store(true, Ordering::Release);
         self.closed.store(true, Ordering::Release);
+        self.release_socket();
         self.drained.notify_waiters();
     }
 
@@ -207,7 +250,7 @@ impl Outbox {
         let (written, unwritten) = match try_write(&socket, batch) {
             Ok(progress) => progress,
             Err(_) => {
-                self.wrote(0, Vec::new());
+                self.wrote(total, Vec::new());
                 self.failed();
                 return self.wake_writer.notify_one();
             }
@@ -289,18 +332,25 @@ impl Drop for Batch {
 /// whenever the writer has had nothing to do for half of it (writes made
 /// inline by batches do not wake it, so it may send one while the socket
 /// is busy: an extra heartbeat is harmless, a missing one is not). `on_room`
-/// runs when a starved outbox drains below the low-water mark.
+/// runs when a starved outbox drains below the low-water mark, and when the
+/// socket has failed, so that the connection learns it is over even while it
+/// waits for room rather than reading.
 pub async fn run_writer(outbox: Arc<Outbox>, on_room: impl Fn()) {
     let Some(socket) = outbox.pending_frames.lock().socket.clone() else {
         return;
     };
     loop {
+        if outbox.is_broken() {
+            // An inline write failed.
+            on_room();
+            return;
+        }
         if let Some(batch) = outbox.take() {
             let written: usize = batch.iter().map(Bytes::len).sum();
             if write_all(&socket, batch).await.is_err() {
-                outbox.wrote(0, Vec::new());
+                outbox.wrote(written, Vec::new());
                 outbox.failed();
-                outbox.pending_frames.lock().socket = None;
+                on_room();
                 return;
             }
             outbox.wrote(written, Vec::new());
@@ -329,7 +379,7 @@ pub async fn run_writer(outbox: Arc<Outbox>, on_room: impl Fn()) {
             None => outbox.wake_writer.notified().await,
         }
     }
-    outbox.pending_frames.lock().socket = None;
+    outbox.release_socket();
     // Half-close: the peer reads EOF after the last frame.
     let _ = shutdown_write(&socket);
 }
@@ -340,6 +390,33 @@ fn shutdown_write(half: &OwnedWriteHalf) -> std::io::Result<()> {
     // SAFETY: `fd` is the open socket `half` owns; shutdown does not
     // invalidate it (the stream still closes it once, on drop).
     if unsafe { libc::shutdown(fd, libc::SHUT_WR) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// SO_LINGER 0: closing the socket resets the connection and drops what
+/// the peer has not taken.
+fn reset_on_close(half: &OwnedWriteHalf) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = half.as_ref().as_raw_fd();
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `fd` is the open socket `half` owns, and the option value is a
+    // `linger` of the size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
         Ok(())
     } else {
         Err(std::io::Error::last_os_error())
@@ -506,6 +583,41 @@ mod tests {
         assert_eq!(read_exactly(&mut peer, 3).await, b"abc");
         outbox.close();
         writer.await.expect("writer ends");
+    }
+
+    #[tokio::test]
+    async fn a_failed_socket_drops_what_is_pending_and_tells_the_connection() {
+        let (outbox, peer) = pair().await;
+        // The peer resets the connection (SO_LINGER 0, then close).
+        let (peer_read, peer_write) = peer.into_split();
+        reset_on_close(&peer_write).expect("SO_LINGER");
+        drop((peer_read, peer_write));
+        let told = Arc::new(AtomicBool::new(false));
+        let writer = tokio::spawn(run_writer(outbox.clone(), {
+            let told = told.clone();
+            move || told.store(true, Ordering::Relaxed)
+        }));
+        for _ in 0..500 {
+            if outbox.is_broken() {
+                break;
+            }
+            outbox.push(|f| f.put_raw(&[0u8; 64 * 1024]));
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::timeout(Duration::from_secs(5), writer)
+            .await
+            .expect("the writer ends")
+            .expect("writer");
+        assert!(outbox.is_broken());
+        assert!(told.load(Ordering::Relaxed), "the connection was not told");
+        // Nothing is kept for a socket that is gone, and nothing waits on it.
+        outbox.push(|f| f.put_raw(b"late"));
+        assert_eq!(outbox.pending.load(Ordering::Relaxed), 0);
+        assert!(!outbox.has_room());
+        assert!(!outbox.is_congested());
+        tokio::time::timeout(Duration::from_secs(1), outbox.wait_for_room())
+            .await
+            .expect("no room to wait for");
     }
 
     #[test]

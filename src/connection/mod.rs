@@ -7,6 +7,12 @@
 //! connection's [`Outbox`] to a separate writer task, or,
 //! when a batch of input produced only a little for an idle socket, straight
 //! to the socket at the end of the batch ([`Batch`]).
+//!
+//! Ending a connection follows RabbitMQ: once `connection.close` has gone
+//! either way, the connection's channels, exclusive queues and registry
+//! entry are released at once, but the socket stays open for the client to
+//! close ([`State::Closing`]); input is read and dropped meanwhile. Only after
+//! a `close-ok` from the client, or a timeout, does the broker close it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,8 +48,24 @@ use crate::protocol::{AmqpError, AmqpResult, Frame, FrameCodec, FrameError, Repl
 /// The RabbitMQ version whose behaviour Warren follows, as announced to clients.
 const COMPATIBLE_VERSION: &str = "3.10.8";
 
-/// How long we wait for `connection.close-ok` after sending `connection.close`.
-const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a closed connection keeps its socket for the client to close,
+/// at most (RabbitMQ's `CLOSING_TIMEOUT`); with heartbeats of a shorter
+/// interval, that interval.
+const CLOSING_TIMEOUT: Duration = Duration::from_secs(30);
+/// The same wait before the client has tuned the connection (RabbitMQ's
+/// `NORMAL_TIMEOUT`): after a failed login, say.
+const HANDSHAKE_CLOSING_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a connection ignores a client it no longer trusts (lost
+/// framing, a close in the middle of the handshake) before it drops the
+/// socket, as RabbitMQ's `SILENT_CLOSE_DELAY`: nothing the client sends is
+/// answered, not even a `close-ok`.
+const SILENT_CLOSE_DELAY: Duration = Duration::from_secs(3);
+/// Once the broker shuts down, a connection that sent `connection.close`
+/// waits this long for `close-ok`, and one the client had closed not at all.
+const SHUTDOWN_CLOSE_OK_WAIT: Duration = Duration::from_secs(2);
+/// After the connection ends, how long its writer may take to get the last
+/// frames out. A client that does not read them does not keep the socket.
+const FINAL_FLUSH: Duration = Duration::from_secs(2);
 /// Read buffer growth step: large enough that one read takes many frames.
 const READ_CHUNK: usize = 64 * 1024;
 /// A read at least this large comes from a busy connection (see `run`).
@@ -60,10 +82,29 @@ enum State {
     TuneOk,
     Open,
     Running,
-    /// We sent `connection.close` and wait for `close-ok`.
+    /// `connection.close` went one way or the other; everything but the
+    /// socket is released. The client closes the socket, or answers our
+    /// close with `close-ok`, or `closing_until` passes.
     Closing,
     /// Done: flush the outbox and drop the socket.
     Closed,
+}
+
+/// What the connection's task does after waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Continue,
+    End,
+}
+
+/// The writer task, aborted when the connection's task ends or is aborted
+/// itself, so a socket nobody reads cannot outlive its connection.
+struct WriterTask(tokio::task::JoinHandle<()>);
+
+impl Drop for WriterTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Serve one accepted socket until it closes.
@@ -77,16 +118,18 @@ pub async fn serve(
     let (reader, writer) = socket.into_split();
     let outbox = Arc::new(Outbox::new(writer));
     let (events_tx, events_rx) = unbounded_channel();
-    let writer_task = {
+    let mut writer_task = WriterTask({
         let outbox = outbox.clone();
         let events = events_tx.clone();
         tokio::spawn(run_writer(outbox, move || {
             let _ = events.send(ConnEvent::Writable);
         }))
-    };
+    });
     let mut conn = Connection {
         id: broker.next_connection_id(),
-        codec: FrameCodec::new(broker.config.frame_max.max(FRAME_MIN_SIZE)),
+        // Until tune-ok, frames are held to the protocol's minimum frame
+        // size, as RabbitMQ does (its initial_frame_max).
+        codec: FrameCodec::new(FRAME_MIN_SIZE),
         broker,
         peer,
         outbox: outbox.clone(),
@@ -100,7 +143,10 @@ pub async fn serve(
         user: None,
         session: None,
         channels: HashMap::new(),
-        closing_since: None,
+        closing_until: Instant::now(),
+        close_sent: false,
+        deaf: false,
+        shutting_down: false,
         last_read: Instant::now(),
         started: Instant::now(),
         published: false,
@@ -108,9 +154,15 @@ pub async fn serve(
         sent_blocked: false,
     };
     conn.run(reader, events_rx, shutdown).await;
-    conn.tear_down();
+    conn.release();
     outbox.close();
-    let _ = writer_task.await;
+    let flushed = tokio::time::timeout(FINAL_FLUSH, &mut writer_task.0).await;
+    drop(writer_task);
+    if flushed.is_err() {
+        outbox.abandon_socket();
+    } else {
+        outbox.release_socket();
+    }
 }
 
 struct Connection {
@@ -129,7 +181,16 @@ struct Connection {
     user: Option<AuthUser>,
     session: Option<Session>,
     channels: HashMap<u16, Channel>,
-    closing_since: Option<Instant>,
+    /// In `Closing`: when the socket is dropped if the client has not
+    /// closed it.
+    closing_until: Instant,
+    /// In `Closing`: we sent `connection.close` (rather than answered one).
+    close_sent: bool,
+    /// In `Closing`: input is dropped unread, even `close-ok` (see
+    /// `SILENT_CLOSE_DELAY`).
+    deaf: bool,
+    /// The broker is stopping: closing connections do not linger.
+    shutting_down: bool,
     last_read: Instant,
     started: Instant,
     /// A publish arrived in the current batch of input.
@@ -148,9 +209,7 @@ impl Connection {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        let mut shutdown_seen = false;
-        let store = self.broker.store.clone();
-        let mut durable = store.syncer.subscribe();
+        let mut durable = self.broker.store.syncer.subscribe();
         // One timer for the connection's life. The deadline moves later with
         // every read (heartbeats), so the timer is only moved when the
         // deadline comes earlier, and re-armed when it fires: a timer per
@@ -160,96 +219,187 @@ impl Connection {
         tokio::pin!(timer);
         loop {
             let batch = Batch::open();
-            self.process_input(&mut buf);
+            if !self.congested() {
+                self.process_input(&mut buf);
+            }
             self.end_of_batch();
             batch.finish();
             if self.state == State::Closed {
                 return;
             }
-            // Replies waiting for the disk: no further input until they go.
-            if let Some(ticket) = self.session.as_ref().and_then(Session::held_ticket) {
-                tokio::select! {
-                    _ = store.syncer.wait(ticket) => {
-                        if let Some(session) = &self.session {
-                            session.release_held();
-                        }
-                    }
-                    Some(event) = events.recv() => self.handle_event(event),
-                }
-                continue;
+            if self.outbox.is_broken() {
+                // Nothing can reach the client any more (it reset the
+                // connection, or went away while it did not read).
+                debug!(connection = %self.label(), "socket closed under the writer");
+                return;
             }
-            // A client that does not read its socket does not get to write more.
-            if self.outbox.is_congested() {
-                tokio::select! {
-                    _ = self.outbox.wait_for_room() => {}
-                    Some(event) = events.recv() => self.handle_event(event),
-                }
-                continue;
+            let next = if let Some(ticket) = self.session.as_ref().and_then(Session::held_ticket) {
+                self.wait_for_disk(ticket, &mut events).await
+            } else if self.congested() {
+                self.wait_for_room(&mut reader, &mut buf, &mut events).await
+            } else {
+                self.wait_for_input(
+                    &mut reader,
+                    &mut buf,
+                    &mut events,
+                    &mut durable,
+                    &mut shutdown,
+                    timer.as_mut(),
+                )
+                .await
+            };
+            if next == Next::End {
+                return;
             }
-            let reading = !self.blocked;
-            if reading && buf.capacity() - buf.len() < READ_CHUNK / 4 {
-                buf.reserve(READ_CHUNK);
-            }
-            let deadline = self.deadline();
-            if deadline < timer.deadline() {
-                timer.as_mut().reset(deadline);
-            }
-            let waiting_for_disk = self.channels.values().any(Channel::waiting_for_disk);
-            tokio::select! {
-                read = reader.read_buf(&mut buf), if reading => match read {
-                    Ok(0) | Err(_) => {
-                        if self.state == State::Running {
-                            info!(connection = %self.label(), "client closed the connection without connection.close");
-                        }
-                        return;
-                    }
-                    Ok(n) => {
-                        let now = Instant::now();
-                        if now.duration_since(self.last_read) >= PERMISSION_CACHE_IDLE {
-                            for channel in self.channels.values_mut() {
-                                channel.forget_permissions();
-                            }
-                        }
-                        self.last_read = now;
-                        // A busy publisher (a large read) lets other tasks
-                        // run before its batch is handled, so it cannot keep
-                        // its consumers' writers waiting in this worker's
-                        // LIFO slot. A small read is not yielded: the yield
-                        // wakes an idle worker, which costs a trickle of
-                        // messages a context switch each.
-                        if n >= YIELD_READ {
-                            tokio::task::yield_now().await;
-                        }
-                    }
-                },
-                Some(event) = events.recv() => self.handle_event(event),
-                changed = durable.changed(), if waiting_for_disk => {
-                    if changed.is_ok() {
-                        let upto = *durable.borrow_and_update();
-                        if let Some(session) = &self.session {
-                            for channel in self.channels.values_mut() {
-                                channel.on_durable(session, upto);
-                            }
-                        }
-                    }
-                }
-                _ = &mut timer => {
-                    if self.on_deadline() {
-                        return;
-                    }
-                    timer.as_mut().reset(self.deadline());
-                }
-                // An open connection hears of the shutdown from the
-                // broker's registry (`ConnEvent::Close`).
-                changed = shutdown.changed(), if !shutdown_seen && self.session.is_none() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        shutdown_seen = true;
-                        if self.state != State::Closing {
-                            return;
-                        }
-                    }
+        }
+    }
+
+    /// Replies wait for the disk: no further input until they go.
+    async fn wait_for_disk(
+        &mut self,
+        ticket: u64,
+        events: &mut UnboundedReceiver<ConnEvent>,
+    ) -> Next {
+        let store = self.broker.store.clone();
+        tokio::select! {
+            _ = store.syncer.wait(ticket) => {
+                if let Some(session) = &self.session {
+                    session.release_held();
                 }
             }
+            Some(event) = events.recv() => self.handle_event(event),
+        }
+        Next::Continue
+    }
+
+    /// The client does not read what it is sent fast enough: its input is
+    /// not handled until the writer catches up (`wait_for_room`).
+    fn congested(&self) -> bool {
+        self.state != State::Closing && self.outbox.is_congested()
+    }
+
+    /// A client that does not read its socket does not get to write more:
+    /// its input waits until the writer catches up. Up to one read buffer
+    /// of it is taken meanwhile, unhandled, only so that the end of input
+    /// of a client that went away is noticed (it will never read again).
+    async fn wait_for_room(
+        &mut self,
+        reader: &mut OwnedReadHalf,
+        buf: &mut BytesMut,
+        events: &mut UnboundedReceiver<ConnEvent>,
+    ) -> Next {
+        let outbox = self.outbox.clone();
+        let peeking = buf.len() < READ_CHUNK;
+        if peeking && buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        tokio::select! {
+            _ = outbox.wait_for_room() => {}
+            Some(event) = events.recv() => self.handle_event(event),
+            read = reader.read_buf(buf), if peeking => match read {
+                Ok(0) | Err(_) => {
+                    // What came before the end still counts (acks, say).
+                    let batch = Batch::open();
+                    self.process_input(buf);
+                    batch.finish();
+                    if self.state == State::Running {
+                        info!(connection = %self.label(), "client closed the connection without connection.close");
+                    }
+                    return Next::End;
+                }
+                Ok(_) => self.last_read = Instant::now(),
+            },
+        }
+        Next::Continue
+    }
+
+    /// Wait for input, mail from other tasks, the disk, a deadline, or the
+    /// broker's shutdown.
+    async fn wait_for_input(
+        &mut self,
+        reader: &mut OwnedReadHalf,
+        buf: &mut BytesMut,
+        events: &mut UnboundedReceiver<ConnEvent>,
+        durable: &mut watch::Receiver<u64>,
+        shutdown: &mut watch::Receiver<bool>,
+        mut timer: std::pin::Pin<&mut tokio::time::Sleep>,
+    ) -> Next {
+        // A closing connection drains its socket whatever the alarms say.
+        let reading = !self.blocked || self.state == State::Closing;
+        if reading && buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let deadline = self.deadline();
+        if deadline < timer.deadline() {
+            timer.as_mut().reset(deadline);
+        }
+        let waiting_for_disk = self.channels.values().any(Channel::waiting_for_disk);
+        tokio::select! {
+            read = reader.read_buf(buf), if reading => match read {
+                Ok(0) | Err(_) => {
+                    if self.state == State::Running {
+                        info!(connection = %self.label(), "client closed the connection without connection.close");
+                    }
+                    return Next::End;
+                }
+                Ok(n) => {
+                    let now = Instant::now();
+                    if now.duration_since(self.last_read) >= PERMISSION_CACHE_IDLE {
+                        for channel in self.channels.values_mut() {
+                            channel.forget_permissions();
+                        }
+                    }
+                    self.last_read = now;
+                    // A busy publisher (a large read) lets other tasks
+                    // run before its batch is handled, so it cannot keep
+                    // its consumers' writers waiting in this worker's
+                    // LIFO slot. A small read is not yielded: the yield
+                    // wakes an idle worker, which costs a trickle of
+                    // messages a context switch each.
+                    if n >= YIELD_READ {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            },
+            Some(event) = events.recv() => self.handle_event(event),
+            changed = durable.changed(), if waiting_for_disk => {
+                if changed.is_ok() {
+                    let upto = *durable.borrow_and_update();
+                    if let Some(session) = &self.session {
+                        for channel in self.channels.values_mut() {
+                            channel.on_durable(session, upto);
+                        }
+                    }
+                }
+            }
+            _ = &mut timer => {
+                if self.on_deadline() {
+                    return Next::End;
+                }
+                timer.as_mut().reset(self.deadline());
+            }
+            // An open connection hears of the shutdown from the broker's
+            // registry (`ConnEvent::Close`); the others act on it here.
+            changed = shutdown.changed(), if !self.shutting_down => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return self.on_shutdown();
+                }
+            }
+        }
+        Next::Continue
+    }
+
+    /// The broker is stopping.
+    fn on_shutdown(&mut self) -> Next {
+        self.shutting_down = true;
+        match self.state {
+            State::Running => Next::Continue,
+            State::Closing if self.close_sent => {
+                let until = Instant::now() + SHUTDOWN_CLOSE_OK_WAIT;
+                self.closing_until = self.closing_until.min(until);
+                Next::Continue
+            }
+            _ => Next::End,
         }
     }
 
@@ -286,7 +436,7 @@ impl Connection {
     }
 
     fn on_alarm(&mut self, state: AlarmState) {
-        if state.active() || !self.blocked {
+        if state.active() || !self.blocked || self.state != State::Running {
             return;
         }
         self.blocked = false;
@@ -309,7 +459,7 @@ impl Connection {
     fn deadline(&self) -> Instant {
         let far = Instant::now() + Duration::from_secs(3600);
         match self.state {
-            State::Closing => self.closing_since.map_or(far, |t| t + CLOSE_OK_TIMEOUT),
+            State::Closing => self.closing_until,
             State::Running => {
                 // A blocked connection is not read, so its silence proves nothing.
                 let heartbeat = if self.heartbeat > 0 && !self.blocked {
@@ -400,6 +550,10 @@ impl Connection {
             if matches!(self.state, State::Closed) {
                 return;
             }
+            if self.deaf {
+                buf.clear();
+                return;
+            }
             if self.state == State::ProtocolHeader {
                 if buf.len() < PROTOCOL_HEADER.len() {
                     return;
@@ -443,9 +597,10 @@ impl Connection {
                 Err(FrameError::Protocol { error, lost_sync }) => {
                     self.close_connection(error);
                     if lost_sync {
-                        // The stream cannot be framed any more: discard it.
+                        // The stream cannot be framed any more: whatever
+                        // follows is dropped unread until the socket goes.
                         buf.clear();
-                        self.state = State::Closed;
+                        self.go_silent();
                         return;
                     }
                 }
@@ -497,22 +652,21 @@ impl Connection {
 
     fn handle_channel_frame(&mut self, frame: Frame) -> AmqpResult<()> {
         let id = frame.channel;
-        if id > self.channel_max {
-            let (class_id, method_id) = match frame.kind {
-                FRAME_METHOD => method::method_ids(&frame.payload).unwrap_or((0, 0)),
-                _ => (0, 0),
-            };
-            return Err(amqp_err!(
-                ChannelError,
-                "channel id {id} exceeds negotiated channel_max ({})",
-                self.channel_max
-            )
-            .in_method(class_id, method_id));
-        }
         let Some(session) = &self.session else {
             return Ok(());
         };
         let Some(channel) = self.channels.get_mut(&id) else {
+            // channel_max bounds how many channels are open (closing ones
+            // count until their close-ok), not their ids: any id may be used.
+            let open = self.channels.len();
+            if self.channel_max != 0 && open >= usize::from(self.channel_max) {
+                return Err(amqp_err!(
+                    NotAllowed,
+                    "number of channels opened ({open}) has reached the negotiated channel_max ({})",
+                    self.channel_max
+                )
+                .on_connection());
+            }
             return match frame.kind {
                 FRAME_METHOD => {
                     let method = method::decode(&frame.payload)?;
@@ -556,9 +710,11 @@ impl Connection {
                     "client closed the connection"
                 );
                 info!(connection = %self.label(), "closing AMQP connection");
-                self.close_all_channels();
+                // Exclusive queues are gone before close-ok, so a client
+                // that reconnects at once can declare them again.
+                self.release();
                 self.send0(AMQPClass::Connection(C::CloseOk(conn_methods::CloseOk {})));
-                self.state = State::Closed;
+                self.enter_closing(false);
                 Ok(())
             }
             Method::Other(AMQPClass::Connection(C::UpdateSecret(_))) => {
@@ -578,6 +734,8 @@ impl Connection {
         }
     }
 
+    /// Input after `connection.close`: as in RabbitMQ, a `close-ok` ends the
+    /// connection, a (repeated) `close` is answered, the rest is dropped.
     fn handle_while_closing(&mut self, frame: Frame) -> AmqpResult<()> {
         use conn_methods::AMQPMethod as C;
         if frame.kind != FRAME_METHOD || frame.channel != 0 {
@@ -587,7 +745,6 @@ impl Connection {
             Ok(Method::Other(AMQPClass::Connection(C::CloseOk(_)))) => self.state = State::Closed,
             Ok(Method::Other(AMQPClass::Connection(C::Close(_)))) => {
                 self.send0(AMQPClass::Connection(C::CloseOk(conn_methods::CloseOk {})));
-                self.state = State::Closed;
             }
             _ => {}
         }
@@ -676,9 +833,11 @@ impl Connection {
             (State::Open, Method::Other(AMQPClass::Connection(C::Open(open)))) => {
                 self.on_open(open)
             }
-            (_, Method::Other(AMQPClass::Connection(C::Close(_)))) => {
-                self.send0(AMQPClass::Connection(C::CloseOk(conn_methods::CloseOk {})));
-                self.state = State::Closed;
+            // Before tune-ok RabbitMQ does not answer a close: the client
+            // is ignored for a while and the socket dropped. (While opening,
+            // it is an unexpected method like any other.)
+            (State::StartOk | State::TuneOk, Method::Other(AMQPClass::Connection(C::Close(_)))) => {
+                self.go_silent();
                 Ok(())
             }
             (state, other) => {
@@ -748,8 +907,9 @@ impl Connection {
                         "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
                     ))
                 } else {
-                    // Clients without the capability expect the socket to drop.
-                    self.state = State::Closed;
+                    // Clients without the capability expect the socket to
+                    // drop, which RabbitMQ does after a pause.
+                    self.enter_closing(false);
                     Ok(())
                 }
             }
@@ -773,6 +933,7 @@ impl Connection {
         self.frame_max = tune_ok.frame_max;
         self.channel_max = tune_ok.channel_max;
         self.heartbeat = tune_ok.heartbeat;
+        // From here on, frames may be as large as negotiated.
         self.codec.frame_max = tune_ok.frame_max;
         self.outbox.set_heartbeat(
             (tune_ok.heartbeat > 0).then(|| Duration::from_secs(tune_ok.heartbeat as u64)),
@@ -823,7 +984,8 @@ impl Connection {
 
     // ---- closing ---------------------------------------------------------
 
-    /// Send `connection.close` and wait for `close-ok`. Channels stop at once.
+    /// Send `connection.close` and wait for `close-ok`. Channels, exclusive
+    /// queues and the registry entry are released at once.
     fn close_connection(&mut self, error: AmqpError) {
         if matches!(self.state, State::Closing | State::Closed) {
             return;
@@ -833,7 +995,7 @@ impl Connection {
         } else {
             info!(connection = %self.label(), "closing connection: {}", error.reply_text());
         }
-        self.close_all_channels();
+        self.release();
         self.send0(AMQPClass::Connection(conn_methods::AMQPMethod::Close(
             conn_methods::Close {
                 reply_code: error.code.code(),
@@ -842,8 +1004,44 @@ impl Connection {
                 method_id: error.method_id,
             },
         )));
+        self.enter_closing(true);
+    }
+
+    /// The connection is over but for its socket, which the client closes
+    /// (or answers our close with `close-ok`) within RabbitMQ's timeout:
+    /// the negotiated heartbeat interval up to 30 s, or 3 s before the
+    /// connection was tuned. Heartbeats still go out meanwhile.
+    fn enter_closing(&mut self, close_sent: bool) {
+        let wait = match self.state {
+            State::Open | State::Running if self.heartbeat > 0 => {
+                CLOSING_TIMEOUT.min(Duration::from_secs(self.heartbeat.into()))
+            }
+            State::Open | State::Running => CLOSING_TIMEOUT,
+            _ => HANDSHAKE_CLOSING_TIMEOUT,
+        };
+        let wait = if self.shutting_down {
+            if close_sent {
+                wait.min(SHUTDOWN_CLOSE_OK_WAIT)
+            } else {
+                Duration::ZERO
+            }
+        } else {
+            wait
+        };
         self.state = State::Closing;
-        self.closing_since = Some(Instant::now());
+        self.close_sent = close_sent;
+        self.closing_until = Instant::now() + wait;
+    }
+
+    /// Stop listening to a client that is no longer trusted: its input is
+    /// dropped unread and the socket closed after `SILENT_CLOSE_DELAY`.
+    fn go_silent(&mut self) {
+        if self.state != State::Closing {
+            self.release();
+            self.enter_closing(false);
+        }
+        self.deaf = true;
+        self.closing_until = self.closing_until.min(Instant::now() + SILENT_CLOSE_DELAY);
     }
 
     fn close_channel_with_error(&mut self, id: u16, error: AmqpError) {
@@ -862,8 +1060,11 @@ impl Connection {
         }
     }
 
-    /// Final cleanup when the task ends, whatever the reason.
-    fn tear_down(&mut self) {
+    /// Release everything the connection holds but its socket: channels
+    /// (their consumers and unacknowledged deliveries), exclusive queues,
+    /// the registry entry. Done when the connection closes, and again
+    /// (doing nothing) when its task ends, whatever the reason.
+    fn release(&mut self) {
         self.close_all_channels();
         if let Some(session) = self.session.take() {
             session.release_exclusive_queues();

@@ -49,7 +49,10 @@ pub enum FrameError {
 /// Cuts frames out of a read buffer.
 #[derive(Debug, Clone)]
 pub struct FrameCodec {
-    /// Largest whole frame accepted, header and end marker included.
+    /// The negotiated frame-max: the largest frame, header and end marker
+    /// included, a peer should send. Like RabbitMQ, the decoder lets the
+    /// payload alone reach this size, since many clients leave out the
+    /// eight bytes of overhead (AMQPStorm's body frames, for one).
     pub frame_max: u32,
 }
 
@@ -70,8 +73,9 @@ impl Decoder for FrameCodec {
         let kind = src[0];
         let channel = u16::from_be_bytes([src[1], src[2]]);
         let size = u32::from_be_bytes([src[3], src[4], src[5], src[6]]) as usize;
-        let limit = (self.frame_max as usize).saturating_sub(FRAME_OVERHEAD);
-        if size > limit {
+        if size > self.frame_max as usize {
+            // RabbitMQ names the limit without its slack.
+            let limit = (self.frame_max as usize).saturating_sub(FRAME_OVERHEAD);
             return Err(FrameError::Protocol {
                 error: AmqpError::new(
                     ReplyCode::FrameError,
@@ -335,6 +339,34 @@ mod tests {
             ),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn payload_may_fill_frame_max_but_not_exceed_it() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&frame_bytes(3, 1, &vec![b'x'; 4096]));
+        let frame = FrameCodec::new(4096).decode(&mut buf).unwrap().unwrap();
+        assert_eq!(frame.payload.len(), 4096);
+        let mut buf = BytesMut::from(&frame_bytes(3, 1, &vec![b'x'; 4097])[..7]);
+        match FrameCodec::new(4096).decode(&mut buf) {
+            Err(FrameError::Protocol { error, lost_sync }) => {
+                assert!(lost_sync);
+                assert_eq!(
+                    error.explanation,
+                    "type 3, all octets = <<>>: {frame_too_large,4097,4088}"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn frame_bytes(kind: u8, channel: u16, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![kind];
+        v.extend_from_slice(&channel.to_be_bytes());
+        v.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        v.extend_from_slice(payload);
+        v.push(FRAME_END);
+        v
     }
 
     #[test]

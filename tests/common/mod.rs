@@ -279,6 +279,20 @@ pub async fn temp_queue(ch: &Channel) -> String {
     .to_string()
 }
 
+/// A passive `queue.declare`: the queue's message and consumer counts, or
+/// the broker's error (404 for a queue that does not exist).
+pub async fn declare_passive(ch: &Channel, queue: &str) -> lapin::Result<lapin::Queue> {
+    ch.queue_declare(
+        queue.into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+}
+
 /// Run `fut` with a deadline so a missing frame fails the test instead of hanging it.
 pub async fn within<T>(secs: u64, fut: impl std::future::Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(secs), fut)

@@ -260,3 +260,33 @@ pub fn start_ok(response: &[u8]) -> Vec<u8> {
     args.extend(short_str("en_US"));
     method(0, 10, 11, &args)
 }
+
+impl RawConn {
+    /// Close the socket with a reset (SO_LINGER 0), as a client that dies
+    /// with unread input does.
+    pub fn reset(self) {
+        use std::os::fd::AsRawFd;
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: the descriptor is this open socket's; the option value is
+        // a valid `linger` of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.stream.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "setsockopt(SO_LINGER)");
+        drop(self.stream);
+    }
+
+    /// Send FIN but keep the socket (and whatever the peer sent) unread.
+    pub async fn shutdown_write(&mut self) {
+        self.stream.shutdown().await.expect("shutdown(Write)");
+    }
+}
