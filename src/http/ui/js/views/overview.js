@@ -1,0 +1,196 @@
+// Overview: object and message totals, queued messages and message rates
+// over time, the node's resources and listeners.
+//
+// Charts use the samples /api/overview returns for lengths_age/msg_rates_age
+// when the server keeps them; otherwise the samples are collected here, one
+// per refresh, from the current values and rates.
+
+import { api } from '../api.js';
+import { h, fmtNum, fmtRate, fmtBytes, fmtDuration, compact } from '../dom.js';
+import { pageHead, panel, errorBox, facts, select } from '../ui.js';
+import { lineChart } from '../chart.js';
+import { link, canMonitor, session } from '../session.js';
+import { dataTable } from '../table.js';
+
+const RANGES = [['60', 'Last minute', 5], ['600', 'Last 10 minutes', 5], ['3600', 'Last hour', 60]];
+
+const LENGTHS = [
+  { key: 'messages_ready', label: 'Ready', color: '#1d6fd8' },
+  { key: 'messages_unacknowledged', label: 'Unacked', color: '#d97706' },
+  { key: 'messages', label: 'Total', color: '#475467' },
+];
+
+// Each rate series sums these message_stats counters.
+const RATES = [
+  { key: 'publish', label: 'Publish', color: '#0f8a6d', from: ['publish'] },
+  { key: 'confirm', label: 'Confirm', color: '#0891b2', from: ['confirm'] },
+  { key: 'deliver', label: 'Deliver', color: '#1d6fd8', from: ['deliver', 'deliver_no_ack'] },
+  { key: 'ack', label: 'Ack', color: '#7c3aed', from: ['ack'] },
+  { key: 'redeliver', label: 'Redeliver', color: '#d97706', from: ['redeliver'] },
+  { key: 'get', label: 'Get', color: '#db2777', from: ['get', 'get_no_ack'] },
+  { key: 'return', label: 'Return', color: '#c2410c', from: ['return_unroutable'] },
+];
+
+// Samples collected in the browser when the server sends none: kept across
+// visits to the page for this tab, at most an hour's worth.
+const local = [];
+
+export function render({ main }) {
+  let range = sessionStorage.getItem('warren.range') || '600';
+  const totals = h('div', { class: 'totals' });
+  const errorSlot = h('div', {});
+  const lengths = lineChart({ series: LENGTHS, format: (v, axis) => (axis ? compact(v) : fmtNum(Math.round(v))), label: 'Queued messages over time', minTop: 4 });
+  const rates = lineChart({ series: RATES, format: (v, axis) => (axis ? compact(v) : fmtRate(v)), label: 'Message rates over time', minTop: 4 });
+  const rangeSelect = select('range', RANGES.map(([v, l]) => [v, l]), range, {
+    'aria-label': 'Chart range', onchange: () => { range = rangeSelect.value; sessionStorage.setItem('warren.range', range); refresh(); },
+  });
+  const nodeBox = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const listenersBox = h('div', {});
+  const sub = h('span', {});
+
+  main.append(
+    pageHead('Overview', { sub, actions: [rangeSelect] }),
+    errorSlot,
+    totals,
+    h('div', { class: 'grid-2' },
+      panel('Queued messages', lengths.node, { cls: 'chart-panel' }),
+      panel('Message rates', rates.node, { cls: 'chart-panel' })),
+    h('div', { class: 'grid-2' },
+      panel('Node', nodeBox),
+      panel('Listeners', listenersBox)));
+
+  async function refresh() {
+    const [age, , incr] = RANGES.find((r) => r[0] === range) || RANGES[1];
+    const q = { lengths_age: age, lengths_incr: incr, msg_rates_age: age, msg_rates_incr: incr };
+    try {
+      const ov = await api.get('overview', q);
+      errorSlot.replaceChildren();
+      session.overview = { ...(session.overview || {}), ...ov };
+      sub.replaceChildren([ov.product_name, ov.product_version].filter(Boolean).join(' '), ov.node ? ` · node ${ov.node}` : '');
+      drawTotals(ov);
+      drawCharts(ov, Number(age) * 1000);
+      drawListeners(ov);
+    } catch (err) {
+      errorSlot.replaceChildren(errorBox(err));
+    }
+    if (canMonitor()) {
+      try {
+        const nodes = await api.get('nodes');
+        drawNode(nodes[0]);
+      } catch (err) { nodeBox.replaceChildren(errorBox(err)); }
+    } else {
+      nodeBox.replaceChildren(facts([['Node', session.overview && session.overview.node]]),
+        h('p', { class: 'muted' }, 'Node resources are shown to users tagged monitoring or administrator.'));
+    }
+  }
+
+  function drawTotals(ov) {
+    const o = ov.object_totals || {};
+    const q = ov.queue_totals || {};
+    const card = (label, value, href, cls = '') => h(href ? 'a' : 'div', { class: `stat ${cls}`.trim(), href },
+      h('div', { class: 'stat-label' }, label), h('div', { class: 'stat-value' }, fmtNum(value ?? 0)));
+    totals.replaceChildren(
+      h('div', { class: 'stat-group' },
+        card('Connections', o.connections, link('connections')),
+        card('Channels', o.channels, link('channels')),
+        card('Exchanges', o.exchanges, link('exchanges')),
+        card('Queues', o.queues, link('queues')),
+        card('Consumers', o.consumers)),
+      h('div', { class: 'stat-group' },
+        card('Ready', q.messages_ready, null, 'stat-ready'),
+        card('Unacked', q.messages_unacknowledged, null, 'stat-unacked'),
+        card('Total messages', q.messages, null, 'stat-total')));
+  }
+
+  function drawCharts(ov, ageMs) {
+    const q = ov.queue_totals || {};
+    const ms = ov.message_stats || {};
+    const served = q.messages_details && Array.isArray(q.messages_details.samples);
+    if (served) {
+      lengths.update(fromLengthSamples(q));
+      rates.update(fromRateSamples(ms));
+      return;
+    }
+    const now = Date.now();
+    const v = {};
+    for (const s of LENGTHS) v[s.key] = q[s.key] || 0;
+    for (const s of RATES) v[s.key] = s.from.reduce((sum, k) => sum + ((ms[`${k}_details`] || {}).rate || 0), 0);
+    local.push({ t: now, v });
+    while (local.length && local[0].t < now - 3600 * 1000) local.shift();
+    const shown = local.filter((p) => p.t >= now - ageMs);
+    lengths.update(shown);
+    rates.update(shown);
+  }
+
+  function drawListeners(ov) {
+    listenersBox.replaceChildren(dataTable({
+      rows: ov.listeners || [],
+      empty: 'No listeners reported.',
+      columns: [
+        { key: 'protocol', label: 'Protocol' },
+        { key: 'ip_address', label: 'Address' },
+        { key: 'port', label: 'Port', num: true, render: (l) => String(l.port) },
+      ],
+    }));
+  }
+
+  function drawNode(n) {
+    if (!n) { nodeBox.replaceChildren(h('p', { class: 'muted' }, 'No node reported.')); return; }
+    const meter = (used, limit, fmt, alarm) => {
+      if (used === undefined) return null;
+      const pct = limit ? Math.min(100, (used / limit) * 100) : 0;
+      return h('div', { class: `meter${alarm ? ' alarm' : ''}` },
+        h('div', { class: 'meter-text' }, h('span', {}, fmt(used)), limit ? h('span', { class: 'muted' }, ` of ${fmt(limit)}`) : null),
+        limit ? h('div', { class: 'meter-bar' }, h('div', { class: 'meter-fill', style: `width:${pct.toFixed(1)}%` })) : null);
+    };
+    nodeBox.replaceChildren(facts([
+      ['Name', n.name],
+      n.uptime !== undefined && ['Uptime', fmtDuration(n.uptime)],
+      ['Memory', meter(n.mem_used, n.mem_limit, fmtBytes, n.mem_alarm)],
+      n.disk_free !== undefined && ['Disk free', h('span', { class: n.disk_free_alarm ? 'danger-text' : '' }, `${fmtBytes(n.disk_free)} (limit ${fmtBytes(n.disk_free_limit)})`)],
+      n.fd_used !== undefined && ['File descriptors', meter(n.fd_used, n.fd_total, fmtNum)],
+      n.sockets_used !== undefined && ['Sockets', meter(n.sockets_used, n.sockets_total, fmtNum)],
+      n.proc_used !== undefined && ['Processes', meter(n.proc_used, n.proc_total, fmtNum)],
+      n.processors !== undefined && ['Cores', fmtNum(n.processors)],
+      (n.mem_alarm || n.disk_free_alarm) && ['Alarms', h('span', { class: 'danger-text' }, [n.mem_alarm && 'memory', n.disk_free_alarm && 'disk'].filter(Boolean).join(', '))],
+    ]));
+  }
+
+  refresh();
+  return { refresh, destroy() { lengths.destroy(); rates.destroy(); } };
+}
+
+/** Samples come newest first; the chart wants oldest first. */
+function fromLengthSamples(q) {
+  const byTime = new Map();
+  for (const s of LENGTHS) {
+    for (const { timestamp, sample } of (q[`${s.key}_details`] || {}).samples || []) {
+      if (!byTime.has(timestamp)) byTime.set(timestamp, { t: timestamp, v: {} });
+      byTime.get(timestamp).v[s.key] = sample;
+    }
+  }
+  return [...byTime.values()].sort((a, b) => a.t - b.t);
+}
+
+/** Counter samples → per-second rates between neighbouring samples. */
+function fromRateSamples(ms) {
+  const counters = new Map(); // timestamp → { series: count }
+  for (const s of RATES) {
+    for (const k of s.from) {
+      for (const { timestamp, sample } of (ms[`${k}_details`] || {}).samples || []) {
+        if (!counters.has(timestamp)) counters.set(timestamp, {});
+        const c = counters.get(timestamp);
+        c[s.key] = (c[s.key] || 0) + sample;
+      }
+    }
+  }
+  const times = [...counters.keys()].sort((a, b) => a - b);
+  const out = [];
+  for (let i = 1; i < times.length; i += 1) {
+    const dt = (times[i] - times[i - 1]) / 1000;
+    const v = {};
+    for (const s of RATES) v[s.key] = Math.max(0, ((counters.get(times[i])[s.key] || 0) - (counters.get(times[i - 1])[s.key] || 0)) / dt);
+    out.push({ t: times[i], v });
+  }
+  return out;
+}
