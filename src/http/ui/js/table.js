@@ -9,7 +9,7 @@ import { errorBox } from './ui.js';
 const PAGE_SIZES = [20, 50, 100, 500];
 
 /**
- * columns: [{ key, label, sort (sort key or false), render(item), num, title, width }]
+ * columns: [{ key, label, sort (sort key or false), render(item), num, cls, title }]
  * source(params, signal): a promise of RabbitMQ's paginated answer.
  * query / onQuery: the list state, kept in the address so reload and back work.
  */
@@ -44,7 +44,7 @@ export function pagedTable({ columns, source, query, onQuery, rowLink, empty = '
     PAGE_SIZES.map((n) => h('option', { value: n, selected: n === state.page_size }, `${n} / page`)));
 
   const head = h('tr', {}, columns.map((c) => {
-    const th = h('th', { class: c.num ? 'num' : '', scope: 'col', title: c.title, style: c.width ? `width:${c.width}` : null });
+    const th = h('th', { class: cellClass(c), scope: 'col', title: c.title });
     if (c.sort === false) th.append(c.label);
     else {
       const key = c.sort || c.key;
@@ -152,7 +152,7 @@ export function pagedTable({ columns, source, query, onQuery, rowLink, empty = '
   }
 
   function row(item) {
-    const tr = h('tr', {}, columns.map((c) => h('td', { class: c.num ? 'num' : '' }, c.render ? c.render(item) : fmtCell(get(item, c.key), c))));
+    const tr = h('tr', {}, columns.map((c) => h('td', { class: cellClass(c) }, c.render ? c.render(item) : fmtCell(get(item, c.key), c))));
     if (rowLink) {
       const href = rowLink(item);
       tr.classList.add('linked');
@@ -189,6 +189,11 @@ function pageLocally(all, st) {
   return { items, filtered_count: list.length, total_count: all.length, page, page_size: st.page_size, page_count: pageCount, item_count: items.length };
 }
 
+/** num: right-aligned figures; cls: extra classes (nowrap, main-col). */
+function cellClass(c) {
+  return [c.num ? 'num' : '', c.cls || ''].join(' ').trim() || null;
+}
+
 function fmtCell(v, c) {
   if (c.num) return fmtNum(v);
   return v === undefined || v === null || v === '' ? '–' : String(v);
@@ -203,7 +208,7 @@ export function dataTable({ columns, rows, empty = 'None.', rowLink }) {
   let reverse = false;
   const body = h('tbody', {});
   const head = h('tr', {}, columns.map((c, i) => {
-    const th = h('th', { class: c.num ? 'num' : '', scope: 'col', title: c.title });
+    const th = h('th', { class: cellClass(c), scope: 'col', title: c.title });
     if (c.sort === false) th.append(c.label);
     else {
       th.setAttribute('aria-sort', 'none');
@@ -221,7 +226,7 @@ export function dataTable({ columns, rows, empty = 'None.', rowLink }) {
       [...head.children].forEach((th, i) => { if (th.hasAttribute('aria-sort')) th.setAttribute('aria-sort', i === sortCol ? (reverse ? 'descending' : 'ascending') : 'none'); });
     }
     body.replaceChildren(...(list.length ? list.map((item) => {
-      const tr = h('tr', {}, columns.map((c) => h('td', { class: c.num ? 'num' : '' }, c.render ? c.render(item) : fmtCell(get(item, c.key), c))));
+      const tr = h('tr', {}, columns.map((c) => h('td', { class: cellClass(c) }, c.render ? c.render(item) : fmtCell(get(item, c.key), c))));
       if (rowLink) {
         tr.classList.add('linked');
         tr.addEventListener('click', (e) => { if (!e.target.closest('a, button, input, select, label')) location.hash = rowLink(item); });

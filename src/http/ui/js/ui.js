@@ -86,10 +86,11 @@ export function button(label, onclick, { kind = '', iconName, title, type = 'but
     iconName ? icon(iconName) : null, label ? h('span', {}, label) : null);
 }
 
-/** A definition list of label → value pairs (values may be nodes). */
-export function facts(pairs) {
-  return h('dl', { class: 'facts' }, pairs.filter(Boolean).map(([k, v]) => [
-    h('dt', {}, k), h('dd', {}, v === undefined || v === null || v === '' ? '–' : v)]));
+/** A definition list of label → value pairs (values may be nodes); empty values are left out. */
+export function facts(pairs, { grid = false } = {}) {
+  const shown = pairs.filter((p) => p && p[1] !== undefined && p[1] !== null && p[1] !== '');
+  if (grid) return h('dl', { class: 'facts-grid' }, shown.map(([k, v]) => h('div', { class: 'fact' }, h('dt', {}, k), h('dd', {}, v))));
+  return h('dl', { class: 'facts' }, shown.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
 }
 
 /** A small table of an object's keys and values (arguments, properties, headers). */
@@ -121,10 +122,11 @@ export function features(obj) {
   return h('span', { class: 'features' }, out);
 }
 
+/** A state as a coloured dot and its name: running, idle, flow, blocked… */
 export function stateBadge(state) {
-  if (!state) return badge('–');
-  const kind = { running: 'ok', idle: 'soft', flow: 'warn', blocked: 'error', blocking: 'warn', closing: 'warn', down: 'error', crashed: 'error', stopped: 'error' }[state] || 'soft';
-  return badge(state, kind);
+  if (!state) return h('span', { class: 'muted' }, '–');
+  const kind = { running: 'ok', idle: 'soft', flow: 'warn', blocked: 'error', blocking: 'warn', closing: 'warn', down: 'error', crashed: 'error', stopped: 'error', terminated: 'error' }[state] || 'soft';
+  return h('span', { class: `state state-${kind}` }, state);
 }
 
 // ---- forms -----------------------------------------------------------------

@@ -11,19 +11,25 @@ const rate = (key) => (c) => fmtRate(get(c, key));
 /** Channel columns, shared with the connection page's channel table. */
 export function channelColumns() {
   return [
-    { key: 'name', label: 'Channel', render: (c) => h('a', { href: link('channels', c.name), class: 'name' }, c.name) },
-    { key: 'vhost', label: 'Virtual host' },
-    { key: 'user', label: 'User' },
+    { key: 'name', label: 'Channel', cls: 'grow', render: (c) => h('a', { href: link('channels', c.name), class: 'name', title: c.name }, shortChannel(c.name)) },
+    { key: 'vhost', label: 'Virtual host', cls: 'nowrap' },
+    { key: 'user', label: 'User', cls: 'nowrap' },
     { key: 'mode', label: 'Mode', sort: false, title: 'C: publisher confirms, T: transactional', render: mode },
-    { key: 'state', label: 'State', render: (c) => stateBadge(c.state) },
+    { key: 'state', label: 'State', cls: 'nowrap', render: (c) => stateBadge(c.state) },
     { key: 'prefetch_count', label: 'Prefetch', num: true },
     { key: 'messages_unacknowledged', label: 'Unacked', num: true },
-    { key: 'messages_unconfirmed', label: 'Unconfirmed', num: true },
+    { key: 'messages_unconfirmed', label: 'Unconf.', num: true, title: 'Published, not yet confirmed' },
     { key: 'consumer_count', label: 'Consumers', num: true },
     { key: 'message_stats.publish_details.rate', label: 'Publish', num: true, render: rate('message_stats.publish_details.rate') },
-    { key: 'message_stats.deliver_get_details.rate', label: 'Deliver / get', num: true, render: rate('message_stats.deliver_get_details.rate') },
+    { key: 'message_stats.deliver_get_details.rate', label: 'Deliver', num: true, title: 'Deliveries and gets per second', render: rate('message_stats.deliver_get_details.rate') },
     { key: 'message_stats.ack_details.rate', label: 'Ack', num: true, render: rate('message_stats.ack_details.rate') },
   ];
+}
+
+/** `127.0.0.1:43260 -> 127.0.0.1:5672 (1)` is shown as `127.0.0.1:43260 (1)`. */
+function shortChannel(name) {
+  const m = /^(.*) -> .* \((\d+)\)$/.exec(name);
+  return m ? `${m[1]} (${m[2]})` : name;
 }
 
 function mode(c) {

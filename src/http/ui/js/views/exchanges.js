@@ -21,10 +21,10 @@ export function render({ main, parts, query }) {
     source: (params, signal) => api.get(session.vhost ? `exchanges/${path(session.vhost)}` : 'exchanges', { ...params, columns: COLUMNS }, { signal }),
     rowLink: (x) => link('exchanges', x.vhost, exchangeSegment(x.name)),
     columns: [
-      { key: 'name', label: 'Name', render: (x) => h('a', { class: 'name', href: link('exchanges', x.vhost, exchangeSegment(x.name)) }, displayName(x.name)) },
-      { key: 'vhost', label: 'Virtual host' },
-      { key: 'type', label: 'Type' },
-      { key: 'features', label: 'Features', sort: false, render: features },
+      { key: 'name', label: 'Name', cls: 'grow', render: (x) => h('a', { class: 'name', href: link('exchanges', x.vhost, exchangeSegment(x.name)) }, displayName(x.name)) },
+      { key: 'vhost', label: 'Virtual host', cls: 'nowrap' },
+      { key: 'type', label: 'Type', cls: 'nowrap' },
+      { key: 'features', label: 'Features', sort: false, cls: 'nowrap', render: features },
       { key: 'message_stats.publish_in_details.rate', label: 'Rate in', num: true, render: (x) => fmtRate(get(x, 'message_stats.publish_in_details.rate')) },
       { key: 'message_stats.publish_out_details.rate', label: 'Rate out', num: true, render: (x) => fmtRate(get(x, 'message_stats.publish_out_details.rate')) },
     ],
@@ -64,7 +64,7 @@ function detail(main, vhost, name) {
   const bindings = name === '' ? null : exchangeBindings(vhost, name);
   main.append(
     pageHead(displayName(name), {
-      kicker: h('span', {}, h('a', { href: link('exchanges') }, 'Exchanges'), ` · ${vhost}`),
+      kicker: h('span', {}, h('a', { href: link('exchanges') }, 'Exchanges'), ` · virtual host ${vhost}`),
       actions: isDefault ? [] : [button('Delete', () => remove(vhost, name), { kind: 'danger', iconName: 'trash' })],
     }),
     errorSlot,
@@ -78,9 +78,10 @@ function detail(main, vhost, name) {
     try {
       const x = await api.get(`exchanges/${seg}`);
       errorSlot.replaceChildren();
-      info.replaceChildren(h('div', { class: 'grid-2 tight' },
-        facts([['Type', x.type], ['Features', features(x)], ['Policy', x.policy], ['Rate in', fmtRate(get(x, 'message_stats.publish_in_details.rate'))], ['Rate out', fmtRate(get(x, 'message_stats.publish_out_details.rate'))]]),
-        h('div', {}, h('div', { class: 'label' }, 'Arguments'), kvTable(x.arguments))));
+      info.replaceChildren(
+        facts([['Type', x.type], ['Features', features(x)], ['Policy', x.policy],
+          ['Rate in', fmtRate(get(x, 'message_stats.publish_in_details.rate') ?? 0)], ['Rate out', fmtRate(get(x, 'message_stats.publish_out_details.rate') ?? 0)],
+          ['Arguments', kvTable(x.arguments)]], { grid: true }));
     } catch (err) { errorSlot.replaceChildren(errorBox(err)); }
     if (bindings) await bindings.refresh();
   }

@@ -57,7 +57,7 @@ const ACKMODES = [
 export function getForm(vhost, queue) {
   const results = h('div', { class: 'messages' });
   const f = form([
-    field('Ack mode', select('ackmode', ACKMODES, 'ack_requeue_true'), { wide: true }),
+    field('Ack mode', select('ackmode', ACKMODES, 'ack_requeue_true')),
     field('Encoding', select('encoding', [['auto', 'Auto: string when valid UTF-8'], ['base64', 'Base64']], 'auto')),
     field('Messages', input('count', { type: 'number', min: '1', max: '10000', value: '1', required: true })),
     field('Truncate at (bytes)', input('truncate', { type: 'number', min: '1', value: '50000' })),
@@ -66,7 +66,7 @@ export function getForm(vhost, queue) {
     if (val(fm, 'truncate')) body.truncate = Number(val(fm, 'truncate'));
     const messages = await api.post(`queues/${path(vhost, queue)}/get`, body);
     showMessages(results, messages);
-  }, { submit: 'Get messages' });
+  }, { submit: 'Get messages', cls: 'cols-4' });
   return h('div', {}, f, results);
 }
 

@@ -28,17 +28,17 @@ export function render({ main, parts, query }) {
     rowLink: (q) => link('queues', q.vhost, q.name),
     empty: 'No queues yet.',
     columns: [
-      { key: 'name', label: 'Name', render: (q) => h('a', { class: 'name', href: link('queues', q.vhost, q.name) }, q.name) },
-      { key: 'vhost', label: 'Virtual host' },
-      { key: 'type', label: 'Type' },
-      { key: 'features', label: 'Features', sort: false, render: features },
-      { key: 'state', label: 'State', render: (q) => stateBadge(q.state) },
+      { key: 'name', label: 'Name', cls: 'grow', render: (q) => h('a', { class: 'name', href: link('queues', q.vhost, q.name) }, q.name) },
+      { key: 'vhost', label: 'Virtual host', cls: 'nowrap' },
+      { key: 'type', label: 'Type', cls: 'nowrap' },
+      { key: 'features', label: 'Features', sort: false, cls: 'nowrap', render: features },
+      { key: 'state', label: 'State', cls: 'nowrap', render: (q) => stateBadge(q.state) },
       { key: 'consumers', label: 'Consumers', num: true },
       { key: 'messages_ready', label: 'Ready', num: true },
       { key: 'messages_unacknowledged', label: 'Unacked', num: true },
       { key: 'messages', label: 'Total', num: true },
       { key: 'message_stats.publish_details.rate', label: 'Incoming', num: true, render: rate('message_stats.publish_details.rate') },
-      { key: 'message_stats.deliver_get_details.rate', label: 'Deliver / get', num: true, render: rate('message_stats.deliver_get_details.rate') },
+      { key: 'message_stats.deliver_get_details.rate', label: 'Deliver', num: true, title: 'Deliveries and gets per second', render: rate('message_stats.deliver_get_details.rate') },
       { key: 'message_stats.ack_details.rate', label: 'Ack', num: true, render: rate('message_stats.ack_details.rate') },
     ],
   });
@@ -110,7 +110,7 @@ function detail(main, vhost, name) {
 
   main.append(
     pageHead(name, {
-      kicker: h('span', {}, h('a', { href: link('queues') }, 'Queues'), ` · ${vhost}`),
+      kicker: h('span', {}, h('a', { href: link('queues') }, 'Queues'), ` · virtual host ${vhost}`),
       actions: [
         button('Purge', () => purge(vhost, name).then(refresh), { iconName: 'broom', title: 'Remove all ready messages' }),
         button('Delete', () => remove(vhost, name, last), { kind: 'danger', iconName: 'trash' }),
@@ -145,17 +145,17 @@ function detail(main, vhost, name) {
           card('Deliver / get', fmtRate(get(q, 'message_stats.deliver_get_details.rate') ?? 0)),
           card('Ack', fmtRate(get(q, 'message_stats.ack_details.rate') ?? 0))));
       const owner = get(q, 'owner_pid_details.name');
-      info.replaceChildren(h('div', { class: 'grid-2 tight' },
+      info.replaceChildren(
         facts([
-          ['Type', q.type], ['State', stateBadge(q.state)], ['Features', features(q)],
+          ['Type', q.type], ['State', stateBadge(q.state)], ['Features', features(q)], ['Node', q.node],
           ['Policy', q.policy], ['Operator policy', q.operator_policy],
           ['Exclusive owner', owner ? h('a', { href: link('connections', owner) }, owner) : null],
           ['Consumer capacity', q.consumer_capacity !== undefined ? `${Math.round(q.consumer_capacity * 100)}%` : null],
-          ['Idle since', q.idle_since ? fmtTime(Date.parse(q.idle_since)) : null], ['Node', q.node],
-        ]),
-        h('div', {},
-          h('div', { class: 'label' }, 'Arguments'), kvTable(q.arguments),
-          h('div', { class: 'label' }, 'Effective policy definition'), kvTable(q.effective_policy_definition))));
+          ['Idle since', q.idle_since ? fmtTime(Date.parse(q.idle_since)) : null],
+        ], { grid: true }),
+        h('div', { class: 'detail-args' },
+          h('div', {}, h('div', { class: 'label' }, 'Arguments'), kvTable(q.arguments)),
+          h('div', {}, h('div', { class: 'label' }, 'Effective policy definition'), kvTable(q.effective_policy_definition))));
       consumers.replaceChildren(dataTable({
         rows: q.consumer_details || [],
         empty: 'No consumers.',
