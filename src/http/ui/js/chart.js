@@ -66,11 +66,13 @@ export function lineChart({ series, format, height = 190, label, minTop = 1 }) {
       svg.append(tx);
     }
     const span = t1 - t0;
-    const ticks = 5;
-    for (let i = 0; i <= ticks; i += 1) {
-      const t = t0 + (span * i) / ticks;
-      const tx = s('text', { x: x(t), y: H - 5, 'text-anchor': i === 0 ? 'start' : i === ticks ? 'end' : 'middle', class: 'tick' });
-      tx.textContent = clock(t, span);
+    const step = TIME_STEPS.find((st) => span / st <= 6) || TIME_STEPS[TIME_STEPS.length - 1];
+    const offset = new Date().getTimezoneOffset() * 60000; // round to local clock minutes and hours
+    for (let t = Math.ceil((t0 - offset) / step) * step + offset; t <= t1; t += step) {
+      const xx = x(t);
+      if (xx < m.l + 22 || xx > W - m.r - 22) continue;
+      const tx = s('text', { x: xx, y: H - 5, 'text-anchor': 'middle', class: 'tick' });
+      tx.textContent = clock(t, step);
       svg.append(tx);
     }
     if (points.length < 2) {
@@ -123,10 +125,13 @@ function niceCeil(v) {
   return 40 * p;
 }
 
-function clock(t, span) {
+const TIME_STEPS = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200].map((x) => x * 1000);
+
+/** hh:mm, with seconds when ticks are less than a minute apart. */
+function clock(t, step) {
   const d = new Date(t);
   const hh = String(d.getHours()).padStart(2, '0');
   const mm = String(d.getMinutes()).padStart(2, '0');
   const ss = String(d.getSeconds()).padStart(2, '0');
-  return span <= 10 * 60 * 1000 ? `${hh}:${mm}:${ss}` : `${hh}:${mm}`;
+  return step < 60000 ? `${hh}:${mm}:${ss}` : `${hh}:${mm}`;
 }

@@ -88,8 +88,16 @@ function showMessages(box, messages) {
         h('span', { class: 'muted' }, 'exchange '), h('code', {}, m.exchange === '' ? '(default)' : m.exchange),
         h('span', { class: 'muted' }, ' routing key '), h('code', {}, m.routing_key)),
       h('div', { class: 'message-body' },
-        h('pre', { class: 'payload', tabindex: '0' }, m.payload),
+        h('pre', { class: 'payload', tabindex: '0' }, readable(m)),
         h('div', { class: 'message-props' }, h('div', { class: 'label' }, 'Properties'), kvTable(m.properties, 'none'))))));
+}
+
+/** A JSON payload longer than a line is shown indented; anything else as it came. */
+function readable(m) {
+  if (m.payload_encoding !== 'string' || m.payload.length < 80) return m.payload;
+  const t = m.payload.trimStart()[0];
+  if (t !== '{' && t !== '[') return m.payload;
+  try { return JSON.stringify(JSON.parse(m.payload), null, 2); } catch { return m.payload; }
 }
 
 /**

@@ -6,19 +6,12 @@
 // per refresh, from the current values and rates.
 
 import { api } from '../api.js';
-import { h, fmtNum, fmtRate, fmtBytes, fmtDuration, compact } from '../dom.js';
+import { h, fmtNum, fmtBytes, fmtDuration } from '../dom.js';
 import { pageHead, panel, errorBox, facts, select } from '../ui.js';
 import { lineChart } from '../chart.js';
 import { link, canMonitor, session } from '../session.js';
 import { dataTable } from '../table.js';
-
-const RANGES = [['60', 'Last minute', 5], ['600', 'Last 10 minutes', 5], ['3600', 'Last hour', 60]];
-
-const LENGTHS = [
-  { key: 'messages_ready', label: 'Ready', color: '#1d6fd8' },
-  { key: 'messages_unacknowledged', label: 'Unacked', color: '#d97706' },
-  { key: 'messages', label: 'Total', color: '#475467' },
-];
+import { RANGES, LENGTHS, sampleQuery, hasSamples, lengthPoints, ratePoints, currentRates, History, countFormat, rateFormat } from '../series.js';
 
 // Each rate series sums these message_stats counters.
 const RATES = [
@@ -32,15 +25,15 @@ const RATES = [
 ];
 
 // Samples collected in the browser when the server sends none: kept across
-// visits to the page for this tab, at most an hour's worth.
-const local = [];
+// visits to the page for this tab.
+const local = new History();
 
 export function render({ main }) {
   let range = sessionStorage.getItem('warren.range') || '600';
   const totals = h('div', { class: 'totals' });
   const errorSlot = h('div', {});
-  const lengths = lineChart({ series: LENGTHS, format: (v, axis) => (axis ? compact(v) : fmtNum(Math.round(v))), label: 'Queued messages over time', minTop: 4 });
-  const rates = lineChart({ series: RATES, format: (v, axis) => (axis ? compact(v) : fmtRate(v)), label: 'Message rates over time', minTop: 4 });
+  const lengths = lineChart({ series: LENGTHS, format: countFormat, label: 'Queued messages over time', minTop: 4 });
+  const rates = lineChart({ series: RATES, format: rateFormat, label: 'Message rates over time', minTop: 4 });
   const rangeSelect = select('range', RANGES.map(([v, l]) => [v, l]), range, {
     'aria-label': 'Chart range', onchange: () => { range = rangeSelect.value; sessionStorage.setItem('warren.range', range); refresh(); },
   });
@@ -60,15 +53,13 @@ export function render({ main }) {
       panel('Listeners', listenersBox)));
 
   async function refresh() {
-    const [age, , incr] = RANGES.find((r) => r[0] === range) || RANGES[1];
-    const q = { lengths_age: age, lengths_incr: incr, msg_rates_age: age, msg_rates_incr: incr };
     try {
-      const ov = await api.get('overview', q);
+      const ov = await api.get('overview', sampleQuery(range));
       errorSlot.replaceChildren();
       session.overview = { ...(session.overview || {}), ...ov };
       sub.replaceChildren([ov.product_name, ov.product_version].filter(Boolean).join(' '), ov.node ? ` · node ${ov.node}` : '');
       drawTotals(ov);
-      drawCharts(ov, Number(age) * 1000);
+      drawCharts(ov, Number(range) * 1000);
       drawListeners(ov);
     } catch (err) {
       errorSlot.replaceChildren(errorBox(err));
@@ -105,21 +96,19 @@ export function render({ main }) {
   function drawCharts(ov, ageMs) {
     const q = ov.queue_totals || {};
     const ms = ov.message_stats || {};
-    const served = q.messages_details && Array.isArray(q.messages_details.samples);
-    if (served) {
-      lengths.update(fromLengthSamples(q));
-      rates.update(fromRateSamples(ms));
+    if (hasSamples(q, 'messages')) {
+      const lp = lengthPoints(q, LENGTHS);
+      const rp = ratePoints(ms, RATES);
+      lengths.update(lp);
+      // No message has moved yet: message_stats has no samples, the rates are zero.
+      rates.update(rp.length ? rp : lp.map((p) => ({ t: p.t, v: {} })));
       return;
     }
-    const now = Date.now();
-    const v = {};
+    const v = currentRates(ms, RATES);
     for (const s of LENGTHS) v[s.key] = q[s.key] || 0;
-    for (const s of RATES) v[s.key] = s.from.reduce((sum, k) => sum + ((ms[`${k}_details`] || {}).rate || 0), 0);
-    local.push({ t: now, v });
-    while (local.length && local[0].t < now - 3600 * 1000) local.shift();
-    const shown = local.filter((p) => p.t >= now - ageMs);
-    lengths.update(shown);
-    rates.update(shown);
+    local.add(v);
+    lengths.update(local.since(ageMs));
+    rates.update(local.since(ageMs));
   }
 
   function drawListeners(ov) {
@@ -158,39 +147,4 @@ export function render({ main }) {
 
   refresh();
   return { refresh, destroy() { lengths.destroy(); rates.destroy(); } };
-}
-
-/** Samples come newest first; the chart wants oldest first. */
-function fromLengthSamples(q) {
-  const byTime = new Map();
-  for (const s of LENGTHS) {
-    for (const { timestamp, sample } of (q[`${s.key}_details`] || {}).samples || []) {
-      if (!byTime.has(timestamp)) byTime.set(timestamp, { t: timestamp, v: {} });
-      byTime.get(timestamp).v[s.key] = sample;
-    }
-  }
-  return [...byTime.values()].sort((a, b) => a.t - b.t);
-}
-
-/** Counter samples → per-second rates between neighbouring samples. */
-function fromRateSamples(ms) {
-  const counters = new Map(); // timestamp → { series: count }
-  for (const s of RATES) {
-    for (const k of s.from) {
-      for (const { timestamp, sample } of (ms[`${k}_details`] || {}).samples || []) {
-        if (!counters.has(timestamp)) counters.set(timestamp, {});
-        const c = counters.get(timestamp);
-        c[s.key] = (c[s.key] || 0) + sample;
-      }
-    }
-  }
-  const times = [...counters.keys()].sort((a, b) => a - b);
-  const out = [];
-  for (let i = 1; i < times.length; i += 1) {
-    const dt = (times[i] - times[i - 1]) / 1000;
-    const v = {};
-    for (const s of RATES) v[s.key] = Math.max(0, ((counters.get(times[i])[s.key] || 0) - (counters.get(times[i - 1])[s.key] || 0)) / dt);
-    out.push({ t: times[i], v });
-  }
-  return out;
 }

@@ -14,7 +14,7 @@ const DEFINITION_PRESETS = [
 ];
 
 export function render({ main }) {
-  const list = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const list = h('div', { class: 'card' }, h('p', { class: 'muted pad' }, 'Loading…'));
   const add = button('Add policy', () => editDialog().then((ok) => ok && refresh()), { kind: 'primary', iconName: 'plus', title: 'Add policy (n)' });
   add.dataset.new = '1';
   main.append(pageHead('Policies', { sub: session.vhost ? `Virtual host ${session.vhost}` : 'All virtual hosts', actions: [add] }), list);

@@ -9,6 +9,8 @@ import { pagedTable, dataTable } from '../table.js';
 import { link, setQuery, session } from '../session.js';
 import { queueBindings } from './bindings.js';
 import { publishForm, getForm, moveForm } from './messages.js';
+import { lineChart } from '../chart.js';
+import { LENGTHS, sampleQuery, hasSamples, lengthPoints, ratePoints, currentRates, History, countFormat, rateFormat } from '../series.js';
 
 const COLUMNS = [
   'name', 'vhost', 'type', 'durable', 'auto_delete', 'exclusive', 'arguments', 'policy', 'state', 'consumers',
@@ -17,6 +19,14 @@ const COLUMNS = [
 ].join(',');
 
 const rate = (key) => (q) => fmtRate(get(q, key));
+
+const QUEUE_RATES = [
+  { key: 'publish', label: 'Incoming', color: '#0f8a6d', from: ['publish'] },
+  { key: 'deliver_get', label: 'Deliver / get', color: '#1d6fd8', from: ['deliver_get'] },
+  { key: 'ack', label: 'Ack', color: '#7c3aed', from: ['ack'] },
+  { key: 'redeliver', label: 'Redeliver', color: '#d97706', from: ['redeliver'] },
+];
+const CHART_AGE = 600;
 
 export function render({ main, parts, query }) {
   if (parts.length >= 2) return detail(main, parts[0], parts[1]);
@@ -106,6 +116,9 @@ function detail(main, vhost, name) {
   const info = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
   const consumers = h('div', {});
   const bindings = queueBindings(vhost, name);
+  const lengths = lineChart({ series: LENGTHS, format: countFormat, label: 'Messages in this queue over time', minTop: 4, height: 150 });
+  const rates = lineChart({ series: QUEUE_RATES, format: rateFormat, label: 'Message rates of this queue over time', minTop: 4, height: 150 });
+  const history = new History();
   let last = null;
 
   main.append(
@@ -125,12 +138,16 @@ function detail(main, vhost, name) {
       ['Consumers', () => consumers],
       ['Bindings', () => bindings.node],
       ['Move messages', () => moveForm(vhost, name)],
-    ])));
+    ])),
+    h('div', { class: 'grid-2' },
+      panel('Messages · last 10 minutes', lengths.node, { cls: 'chart-panel' }),
+      panel('Rates · last 10 minutes', rates.node, { cls: 'chart-panel' })));
 
   async function refresh() {
     try {
-      const q = await api.get(`queues/${seg}`);
+      const q = await api.get(`queues/${seg}`, sampleQuery(CHART_AGE));
       last = q;
+      drawCharts(q);
       errorSlot.replaceChildren();
       const card = (label, value, cls = '') => h('div', { class: `stat ${cls}`.trim() }, h('div', { class: 'stat-label' }, label), h('div', { class: 'stat-value' }, value));
       stats.replaceChildren(
@@ -172,8 +189,24 @@ function detail(main, vhost, name) {
     } catch (err) { errorSlot.replaceChildren(errorBox(err)); }
     await bindings.refresh();
   }
+
+  function drawCharts(q) {
+    if (hasSamples(q, 'messages')) {
+      const lp = lengthPoints(q, LENGTHS);
+      const rp = ratePoints(q.message_stats, QUEUE_RATES);
+      lengths.update(lp);
+      rates.update(rp.length ? rp : lp.map((p) => ({ t: p.t, v: {} })));
+      return;
+    }
+    const v = currentRates(q.message_stats, QUEUE_RATES);
+    for (const s of LENGTHS) v[s.key] = q[s.key] || 0;
+    history.add(v);
+    lengths.update(history.since(CHART_AGE * 1000));
+    rates.update(history.since(CHART_AGE * 1000));
+  }
+
   refresh();
-  return { refresh };
+  return { refresh, destroy() { lengths.destroy(); rates.destroy(); } };
 }
 
 async function purge(vhost, name) {

@@ -11,7 +11,7 @@ const KNOWN_TAGS = ['administrator', 'monitoring', 'policymaker', 'management', 
 
 export function render({ main, parts }) {
   if (parts.length) return detail(main, parts[0]);
-  const list = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const list = h('div', { class: 'card' }, h('p', { class: 'muted pad' }, 'Loading…'));
   const add = button('Add user', () => addDialog().then((ok) => ok && refresh()), { kind: 'primary', iconName: 'plus', title: 'Add user (n)' });
   add.dataset.new = '1';
   main.append(pageHead('Users', { actions: [add] }), list);

@@ -7,7 +7,7 @@ import { dataTable } from '../table.js';
 import { link, setVhost } from '../session.js';
 
 export function render({ main }) {
-  const list = h('div', {}, h('p', { class: 'muted' }, 'Loading…'));
+  const list = h('div', { class: 'card' }, h('p', { class: 'muted pad' }, 'Loading…'));
   const add = button('Add virtual host', () => addDialog().then((ok) => ok && changed()), { kind: 'primary', iconName: 'plus', title: 'Add virtual host (n)' });
   add.dataset.new = '1';
   main.append(pageHead('Virtual hosts', { actions: [add] }), list);
