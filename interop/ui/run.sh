@@ -10,6 +10,9 @@
 #       RabbitMQ's), and test through it; this is the default, with
 #       UI_UPSTREAM=http://127.0.0.1:15673 (the reference RabbitMQ)
 #   UI_USER / UI_PASSWORD   credentials (default guest / guest)
+#   UI_AMQP_URL   the same broker's AMQP URL, for the connection test (skipped
+#                 without it; defaults to the reference RabbitMQ's when
+#                 UI_UPSTREAM is left at its default)
 #
 # Needs /usr/bin/chromium (apt-get install chromium chromium-driver) or
 # CHROMIUM=path. Installs playwright-core with `npm ci` from the committed
@@ -45,6 +48,9 @@ stop_devserver() {
 trap stop_devserver EXIT
 
 if [[ -z "${UI_BASE_URL:-}" ]]; then
+    if [[ -z "${UI_UPSTREAM:-}" ]]; then
+        export UI_AMQP_URL="${UI_AMQP_URL:-amqp://guest:guest@127.0.0.1:5673/%2f}"
+    fi
     upstream="${UI_UPSTREAM:-http://127.0.0.1:15673}"
     log="$(mktemp)"
     python3 "$UI_TEST_DIR/devserver.py" --upstream "$upstream" --port 0 --quiet >"$log" 2>&1 &

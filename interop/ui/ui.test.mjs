@@ -4,8 +4,9 @@
 // RabbitMQ). Every object it creates has a unique name and is deleted at the
 // end. Screenshots go to target/ui-screenshots/.
 //
-//   UI_BASE_URL=http://127.0.0.1:8088/ UI_USER=guest UI_PASSWORD=guest node --test ui.test.mjs
-// (interop/ui/run.sh sets this up.)
+//   UI_BASE_URL=http://127.0.0.1:8088/ UI_USER=guest UI_PASSWORD=guest \
+//   UI_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f node --test ui.test.mjs
+// (interop/ui/run.sh sets this up.) Without UI_AMQP_URL the connection test is skipped.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,10 +20,11 @@ const BASE = new URL(process.env.UI_BASE_URL || 'http://127.0.0.1:8088/');
 const USER = process.env.UI_USER || 'guest';
 const PASSWORD = process.env.UI_PASSWORD || 'guest';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const AMQP_URL = process.env.UI_AMQP_URL || ''; // the same broker's AMQP port, for the connection test
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const SHOTS = process.env.UI_SCREENSHOTS || join(ROOT, 'target', 'ui-screenshots');
 const RUN = `wui-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 6)}`;
-const TIMEOUT = 20000;
+const TIMEOUT = 30000;
 
 let context;
 let page;
@@ -357,6 +359,92 @@ test('definitions download as JSON', async () => {
   assert.ok(defs.users.some((u) => u.name === USER));
   await expectText('main .alert-ok', /Downloaded/);
   await shot('06-definitions');
+});
+
+test('a vhost with a policy and imported definitions; deleting the vhost removes them', async () => {
+  const vhost = `${RUN}-vh`;
+  const policy = `${RUN}-ttl`;
+  cleanup.push(['DELETE', `vhosts/${enc(vhost)}`]);
+  await go('vhosts');
+  await page.click('main [data-new]');
+  const dlg = page.locator('dialog[open]');
+  await dlg.locator('input[name=name]').fill(vhost);
+  await dlg.locator('input[name=description]').fill('made by the UI test');
+  await dlg.locator('button[type=submit]').click();
+  await page.waitForSelector(`main table.data span.name:text-is("${vhost}")`);
+  await page.waitForSelector(`#vhost-select option[value="${vhost}"]`, { state: 'attached' });
+  assert.equal((await apiCall('GET', `vhosts/${enc(vhost)}`)).body.description, 'made by the UI test');
+  // RabbitMQ grants the user who created a vhost full permissions on it; make sure either way.
+  assert.ok([201, 204].includes((await apiCall('PUT', `permissions/${enc(vhost)}/${enc(USER)}`, { configure: '.*', write: '.*', read: '.*' })).status));
+
+  await go('policies');
+  await page.click('main [data-new]');
+  await dlg.locator('select[name=vhost]').selectOption(vhost);
+  await dlg.locator('input[name=name]').fill(policy);
+  await dlg.locator('input[name=pattern]').fill('^short\\.');
+  await dlg.locator('.chip:text-is("message-ttl")').click();
+  await dlg.locator('.args-row input[name=arg-value]').fill('60000');
+  await dlg.locator('button[type=submit]').click();
+  await page.waitForSelector('dialog[open]', { state: 'detached' });
+  await page.waitForSelector(`main table.data span.name:text-is("${policy}")`);
+  const made = await apiCall('GET', `policies/${enc(vhost)}/${enc(policy)}`);
+  assert.deepEqual(made.body.definition, { 'message-ttl': 60000 });
+  assert.equal(made.body['apply-to'], 'queues');
+
+  // Import a queue into the vhost from a definitions file; the policy applies to it.
+  await go('definitions');
+  const defs = { queues: [{ name: 'short.lived', vhost, durable: true, auto_delete: false, arguments: {} }] };
+  await page.setInputFiles('main input[type=file]', { name: 'defs.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(defs)) });
+  await page.locator('main form').nth(1).locator('select[name=vhost]').selectOption(vhost);
+  await page.click('main button[type=submit]:text-is("Import")');
+  await expectText('.toasts', /Definitions imported/);
+  assert.equal((await apiCall('GET', `queues/${enc(vhost)}/short.lived`)).status, 200);
+
+  await go('policies');
+  await page.locator('main tr', { hasText: policy }).locator('button:has-text("Delete")').click();
+  await page.click('dialog[open] button:text-is("Delete")');
+  await page.waitForSelector(`main table.data span.name:text-is("${policy}")`, { state: 'detached' });
+  assert.equal((await apiCall('GET', `policies/${enc(vhost)}/${enc(policy)}`)).status, 404);
+
+  await go('vhosts');
+  await page.locator('main tr', { hasText: vhost }).locator('button:has-text("Delete")').click();
+  await page.click('dialog[open] button:text-is("Delete")');
+  await page.waitForSelector(`main table.data span.name:text-is("${vhost}")`, { state: 'detached', timeout: 60000 });
+  assert.equal((await apiCall('GET', `vhosts/${enc(vhost)}`)).status, 404);
+  await page.waitForSelector(`#vhost-select option[value="${vhost}"]`, { state: 'detached' });
+});
+
+test('an AMQP connection: listed, its page shows client and channel, closing it sends the reason', { skip: !AMQP_URL && 'UI_AMQP_URL not set' }, async () => {
+  const { default: amqp } = await import('amqplib');
+  const clientName = `${RUN}-client`;
+  const conn = await amqp.connect(AMQP_URL, { clientProperties: { connection_name: clientName } });
+  const closed = new Promise((resolve) => { conn.on('close', (err) => resolve(err)); conn.on('error', () => {}); });
+  try {
+    await conn.createChannel();
+    // The broker lists a connection once its stats are in (RabbitMQ: within the 5 s stats interval).
+    let listed;
+    for (let i = 0; i < 60 && !listed; i += 1) {
+      const all = (await apiCall('GET', 'connections?columns=name,client_properties')).body || [];
+      listed = all.find((c) => c.client_properties && c.client_properties.connection_name === clientName);
+      if (!listed) await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.ok(listed, 'the connection is listed by the API');
+    await go(`connections?name=${enc(listed.name)}`);
+    await page.waitForSelector(`main table.data a.name:text-is("${clientName}")`, { timeout: 60000 });
+    await page.click(`main table.data a.name:text-is("${clientName}")`);
+    await expectText('main .page-title h1', new RegExp(listed.name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')));
+    await expectText('main table.kv', new RegExp(clientName));
+    await page.waitForSelector('main table.data tbody tr a.name', { timeout: 60000 }); // its channel
+    await shot('07-connection');
+    await page.click('main .page-actions button:has-text("Close connection")');
+    await page.fill('dialog[open] input[name=reason]', 'closed by the UI test');
+    await page.click('dialog[open] button[type=submit]');
+    const err = await Promise.race([closed, new Promise((r) => setTimeout(() => r(new Error('no close within 15 s')), 15000))]);
+    assert.match(String(err && err.message), /CONNECTION_FORCED - closed by the UI test/);
+    await page.waitForFunction(() => location.hash === '#/connections');
+  } finally {
+    try { await conn.close(); } catch { /* closed by the test */ }
+  }
 });
 
 test('no script errors on any page', async () => {

@@ -55,6 +55,7 @@ function showLogin(message) {
   f.addEventListener('submit', async (e) => {
     e.preventDefault();
     submit.disabled = true;
+    submit.textContent = 'Logging in…';
     errorSlot.replaceChildren();
     try {
       const me = await login(user.value, pass.value);
@@ -63,6 +64,7 @@ function showLogin(message) {
       const text = err.status === 401 ? 'Login failed: wrong username or password.' : describeError(err);
       errorSlot.replaceChildren(h('div', { class: 'alert alert-error' }, text));
       submit.disabled = false;
+      submit.textContent = 'Log in';
       pass.select();
     }
   });
@@ -152,7 +154,7 @@ async function vhostsChanged() {
   const sel = document.getElementById('vhost-select');
   if (!sel) return;
   sel.replaceChildren(h('option', { value: '' }, 'All virtual hosts'),
-    session.vhosts.map((v) => h('option', { value: v, selected: v === session.vhost }, v)));
+    ...session.vhosts.map((v) => h('option', { value: v, selected: v === session.vhost }, v)));
 }
 window.addEventListener('warren:vhosts-changed', vhostsChanged);
 
