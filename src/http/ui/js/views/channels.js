@@ -74,7 +74,7 @@ function detail(main, name) {
         ['Unacked', fmtNum(c.messages_unacknowledged)], ['Unconfirmed', fmtNum(c.messages_unconfirmed)],
         ['Uncommitted', fmtNum(c.messages_uncommitted)], ['Publish', fmtRate(get(c, 'message_stats.publish_details.rate'))],
         ['Deliver / get', fmtRate(get(c, 'message_stats.deliver_get_details.rate'))], ['Ack', fmtRate(get(c, 'message_stats.ack_details.rate'))],
-      ]));
+      ], { grid: true }));
       consumers.replaceChildren(dataTable({
         rows: c.consumer_details || [],
         empty: 'No consumers on this channel.',

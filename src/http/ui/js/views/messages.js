@@ -26,8 +26,8 @@ export function publishForm(vhost, exchange, { queue } = {}) {
       ? field('Routing key', input('routing_key'))
       : h('p', { class: 'field-wide muted' }, 'Published to the default exchange with the queue’s name as routing key.'),
     field('Delivery mode', select('delivery_mode', [['1', '1 — Non-persistent'], ['2', '2 — Persistent']], '2')),
-    field('Payload', payload, { wide: true }),
     field('Payload encoding', select('payload_encoding', [['string', 'String (UTF-8)'], ['base64', 'Base64']], 'string')),
+    field('Payload', payload, { wide: true }),
     headers.node,
     props.node,
   ], async (fm) => {
@@ -42,7 +42,7 @@ export function publishForm(vhost, exchange, { queue } = {}) {
     });
     if (answer && answer.routed === false) toast('Published, but the message was not routed to any queue', 'warn');
     else toast('Message published');
-  }, { submit: 'Publish message' });
+  }, { submit: 'Publish message', cls: 'cols-3' });
   return f;
 }
 
