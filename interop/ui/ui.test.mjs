@@ -239,6 +239,34 @@ test('an exchange: add it, bind it to a queue, publish through it, delete it', a
   assert.equal((await apiCall('GET', `exchanges/%2F/${enc(x)}`)).status, 404);
 });
 
+test('messages move from one queue to another, with their properties', async () => {
+  const from = `${RUN}-move-from`;
+  const to = `${RUN}-move-to`;
+  cleanup.push(['DELETE', `queues/%2F/${enc(from)}`], ['DELETE', `queues/%2F/${enc(to)}`]);
+  for (const q of [from, to]) assert.equal((await apiCall('PUT', `queues/%2F/${enc(q)}`, { durable: false, auto_delete: false, arguments: {} })).status, 201);
+  for (const i of [1, 2, 3]) {
+    const r = await apiCall('POST', 'exchanges/%2F/amq.default/publish', {
+      routing_key: from, payload: `m${i}`, payload_encoding: 'string', properties: { headers: { n: i }, content_type: 'text/plain' },
+    });
+    assert.equal(r.body.routed, true);
+  }
+  await go(`queues/%2F/${enc(from)}`);
+  await page.click('.tab:text-is("Move messages")');
+  await page.fill('.tab-body input[name=target]', to);
+  await page.fill('.tab-body input[name=count]', '10');
+  await page.click('.tab-body button[type=submit]:text-is("Move messages")');
+  await expectText('.tab-body .alert-ok', /Moved 3 messages/);
+  const moved = await apiCall('POST', `queues/%2F/${enc(to)}/get`, { count: 10, ackmode: 'ack_requeue_false', encoding: 'auto' });
+  assert.deepEqual(moved.body.map((m) => m.payload), ['m1', 'm2', 'm3']);
+  assert.deepEqual(moved.body.map((m) => m.properties.headers.n), [1, 2, 3]);
+  assert.equal(moved.body[0].properties.content_type, 'text/plain');
+  assert.deepEqual((await apiCall('POST', `queues/%2F/${enc(from)}/get`, { count: 1, ackmode: 'ack_requeue_true', encoding: 'auto' })).body, []);
+  // A target that does not exist is refused before anything moves.
+  await page.fill('.tab-body input[name=target]', `${RUN}-no-such-queue`);
+  await page.click('.tab-body button[type=submit]:text-is("Move messages")');
+  await expectText('.tab-body .alert-error', /404/);
+});
+
 test('300 queues are paged, sorted and filtered by the server', async () => {
   const prefix = `${RUN}-page-`;
   const names = Array.from({ length: 300 }, (_, i) => `${prefix}${String(i).padStart(3, '0')}`);

@@ -141,9 +141,6 @@ export function get(obj, dotted) {
   return v;
 }
 
-/** The vhost shown in the UI: RabbitMQ's default vhost "/" as is. */
-export function vhostLabel(v) { return v; }
-
 /** Debounce: call fn once `ms` after the last call. */
 export function debounce(fn, ms) {
   let t;
