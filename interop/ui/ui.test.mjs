@@ -127,7 +127,7 @@ test('a wrong password is refused and the right one opens the overview', async (
   for (const label of ['Connections', 'Channels', 'Exchanges', 'Queues', 'Consumers', 'Ready', 'Unacked', 'Total messages']) {
     assert.ok(await page.locator('.stat-label', { hasText: label }).count(), `overview shows ${label}`);
   }
-  await page.waitForSelector('.chart svg path.line, .chart .chart-empty');
+  await page.waitForSelector('.chart svg path.line, .chart .chart-empty', { state: 'attached' });
   assert.equal(await page.locator('.legend-item').count(), 3 + 7, 'three length series and seven rate series');
   // The credentials live in sessionStorage, as RabbitMQ's UI keeps them.
   assert.ok(await page.evaluate(() => sessionStorage.getItem('warren.credentials')));
