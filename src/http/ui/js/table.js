@@ -24,6 +24,8 @@ export function pagedTable({ columns, source, query, onQuery, rowLink, empty = '
   };
   let controller = null;
   let last = null;
+  let gone = false;
+  const home = location.hash.split('?')[0]; // the list's own address, without its query
 
   const filter = h('input', {
     type: 'search', class: 'filter', placeholder: 'Filter by name', value: state.name,
@@ -82,7 +84,7 @@ export function pagedTable({ columns, source, query, onQuery, rowLink, empty = '
       h('label', { class: 'page-of' }, 'Page ', pageInput, ' of ', pageCount),
       nextB, lastB));
 
-  const refilter = debounce(() => { state.name = filter.value; state.page = 1; load(); }, 300);
+  const refilter = debounce(() => { if (gone) return; state.name = filter.value; state.page = 1; load(); }, 300);
   filter.addEventListener('input', refilter);
   filter.addEventListener('keydown', (e) => { if (e.key === 'Escape' && filter.value) { e.stopPropagation(); filter.value = ''; refilter(); } });
   regex.addEventListener('change', () => { state.use_regex = regex.checked; state.page = 1; load(); });
@@ -106,7 +108,7 @@ export function pagedTable({ columns, source, query, onQuery, rowLink, empty = '
     if (controller) controller.abort();
     controller = new AbortController();
     const mine = controller;
-    onQuery({
+    if (location.hash.split('?')[0] === home) onQuery({
       page: state.page > 1 ? state.page : '', page_size: state.page_size !== 50 ? state.page_size : '',
       name: state.name, use_regex: state.use_regex ? 'true' : '', sort: state.sort, sort_reverse: state.sort_reverse ? 'true' : '',
     });
@@ -119,7 +121,7 @@ export function pagedTable({ columns, source, query, onQuery, rowLink, empty = '
       errorSlot.replaceChildren();
       render(answer);
     } catch (err) {
-      if (err.name === 'AbortError') return;
+      if (err.name === 'AbortError' || gone) return;
       // RabbitMQ answers 400 "page out of range" when a list shrank under us.
       if (err.status === 400 && state.page > 1 && /page/i.test(err.message)) { state.page = 1; load({ quiet }); return; }
       errorSlot.replaceChildren(errorBox(err));
@@ -165,7 +167,11 @@ export function pagedTable({ columns, source, query, onQuery, rowLink, empty = '
   }
 
   load();
-  return { node, refresh: () => (controller ? Promise.resolve() : load({ quiet: true })) };
+  return {
+    node,
+    refresh: () => (controller || gone ? Promise.resolve() : load({ quiet: true })),
+    destroy() { gone = true; if (controller) controller.abort(); },
+  };
 }
 
 /**

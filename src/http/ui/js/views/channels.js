@@ -51,7 +51,7 @@ export function render({ main, parts, query }) {
     columns: channelColumns(),
   });
   main.append(pageHead('Channels', { sub: session.vhost ? `Virtual host ${session.vhost}` : 'All virtual hosts' }), table.node);
-  return { refresh: table.refresh };
+  return { refresh: table.refresh, destroy: table.destroy };
 }
 
 function detail(main, name) {

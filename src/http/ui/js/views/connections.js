@@ -33,7 +33,7 @@ export function render({ main, parts, query }) {
     ],
   });
   main.append(pageHead('Connections', { sub: session.vhost ? `Virtual host ${session.vhost}` : 'All virtual hosts' }), table.node);
-  return { refresh: table.refresh };
+  return { refresh: table.refresh, destroy: table.destroy };
 }
 
 function clientName(c) {

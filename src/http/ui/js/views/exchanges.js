@@ -34,7 +34,7 @@ export function render({ main, parts, query }) {
     actions: [button('Add exchange', () => addDialog().then((ok) => ok && table.refresh()), { kind: 'primary', iconName: 'plus', title: 'Add exchange (n)' })],
   }), table.node);
   main.querySelector('.page-actions .button').dataset.new = '1';
-  return { refresh: table.refresh };
+  return { refresh: table.refresh, destroy: table.destroy };
 }
 
 function addDialog() {

@@ -55,7 +55,7 @@ export function render({ main, parts, query }) {
   const add = button('Add queue', () => addDialog().then((ok) => ok && table.refresh()), { kind: 'primary', iconName: 'plus', title: 'Add queue (n)' });
   add.dataset.new = '1';
   main.append(pageHead('Queues', { sub: session.vhost ? `Virtual host ${session.vhost}` : 'All virtual hosts', actions: [add] }), table.node);
-  return { refresh: table.refresh };
+  return { refresh: table.refresh, destroy: table.destroy };
 }
 
 const PRESETS = {
