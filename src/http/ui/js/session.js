@@ -30,6 +30,11 @@ export const isAdmin = () => session.tags.includes('administrator');
 export const canMonitor = () => isAdmin() || session.tags.includes('monitoring');
 export const canPolicy = () => isAdmin() || session.tags.includes('policymaker');
 
+/** Lists show a vhost column only when more than one vhost can be in them. */
+export function showVhostColumn() {
+  return !session.vhost && session.vhosts.length !== 1;
+}
+
 /** `resource` for all vhosts, `resource/{vhost}` for the chosen one. */
 export function scoped(resource) {
   return session.vhost ? `${resource}/${path(session.vhost)}` : resource;

@@ -9,11 +9,13 @@ import { errorBox } from './ui.js';
 const PAGE_SIZES = [20, 50, 100, 500];
 
 /**
- * columns: [{ key, label, sort (sort key or false), render(item), num, cls, title }]
+ * columns: [{ key, label, sort (sort key or false), render(item), num, cls, title }]; falsy
+ * entries are left out (a column shown only sometimes).
  * source(params, signal): a promise of RabbitMQ's paginated answer.
  * query / onQuery: the list state, kept in the address so reload and back work.
  */
-export function pagedTable({ columns, source, query, onQuery, rowLink, empty = 'Nothing here yet.', label, toolbarExtra = [] }) {
+export function pagedTable({ columns: maybeColumns, source, query, onQuery, rowLink, empty = 'Nothing here yet.', label, toolbarExtra = [] }) {
+  const columns = maybeColumns.filter(Boolean);
   const state = {
     page: Math.max(1, Number(query.get('page')) || 1),
     page_size: PAGE_SIZES.includes(Number(query.get('page_size'))) ? Number(query.get('page_size')) : 50,
@@ -209,7 +211,8 @@ function fmtCell(v, c) {
  * A short list held in memory, sorted in the browser by a clicked header.
  * columns as above, with `value(item)` for sorting when render() returns a node.
  */
-export function dataTable({ columns, rows, empty = 'None.', rowLink }) {
+export function dataTable({ columns: maybeColumns, rows, empty = 'None.', rowLink }) {
+  const columns = maybeColumns.filter(Boolean);
   let sortCol = null;
   let reverse = false;
   const body = h('tbody', {});

@@ -4,7 +4,7 @@ import { api, path } from '../api.js';
 import { h, fmtNum, fmtRate, get } from '../dom.js';
 import { pageHead, panel, errorBox, facts, stateBadge, badge, kvTable } from '../ui.js';
 import { pagedTable, dataTable } from '../table.js';
-import { link, setQuery, session } from '../session.js';
+import { link, setQuery, showVhostColumn, session } from '../session.js';
 
 const rate = (key) => (c) => fmtRate(get(c, key));
 
@@ -12,15 +12,15 @@ const rate = (key) => (c) => fmtRate(get(c, key));
 export function channelColumns() {
   return [
     { key: 'name', label: 'Channel', cls: 'grow', render: (c) => h('a', { href: link('channels', c.name), class: 'name', title: c.name }, shortChannel(c.name)) },
-    { key: 'vhost', label: 'Virtual host', cls: 'nowrap' },
+    showVhostColumn() && { key: 'vhost', label: 'Virtual host', cls: 'nowrap' },
     { key: 'user', label: 'User', cls: 'nowrap' },
     { key: 'mode', label: 'Mode', sort: false, title: 'C: publisher confirms, T: transactional', render: mode },
     { key: 'state', label: 'State', cls: 'nowrap', render: (c) => stateBadge(c.state) },
-    { key: 'prefetch_count', label: 'Prefetch', num: true },
+    { key: 'prefetch_count', label: 'Prefetch', num: true, cls: 'group-start' },
     { key: 'messages_unacknowledged', label: 'Unacked', num: true },
     { key: 'messages_unconfirmed', label: 'Unconf.', num: true, title: 'Published, not yet confirmed' },
     { key: 'consumer_count', label: 'Consumers', num: true },
-    { key: 'message_stats.publish_details.rate', label: 'Publish', num: true, render: rate('message_stats.publish_details.rate') },
+    { key: 'message_stats.publish_details.rate', label: 'Publish', num: true, cls: 'group-start', render: rate('message_stats.publish_details.rate') },
     { key: 'message_stats.deliver_get_details.rate', label: 'Deliver', num: true, title: 'Deliveries and gets per second', render: rate('message_stats.deliver_get_details.rate') },
     { key: 'message_stats.ack_details.rate', label: 'Ack', num: true, render: rate('message_stats.ack_details.rate') },
   ];

@@ -5,7 +5,7 @@ import { api, path } from '../api.js';
 import { h, fmtNum, fmtBytes, fmtTime, get } from '../dom.js';
 import { pageHead, panel, errorBox, facts, kvTable, stateBadge, button, dialog, form, field, input, val, toast } from '../ui.js';
 import { pagedTable, dataTable } from '../table.js';
-import { link, setQuery, session } from '../session.js';
+import { link, setQuery, showVhostColumn, session } from '../session.js';
 import { channelColumns } from './channels.js';
 
 const COLUMNS = 'name,vhost,user,state,protocol,channels,client_properties,recv_oct_details,send_oct_details,user_provided_name,peer_host,peer_port,ssl';
@@ -23,7 +23,7 @@ export function render({ main, parts, query }) {
       { key: 'name', label: 'Name', cls: 'grow', render: (c) => h('div', { class: 'name-cell' },
         h('a', { href: link('connections', c.name), class: 'name' }, c.user_provided_name || c.name),
         c.user_provided_name ? h('div', { class: 'sub' }, c.name) : null) },
-      { key: 'vhost', label: 'Virtual host', cls: 'nowrap' },
+      showVhostColumn() && { key: 'vhost', label: 'Virtual host', cls: 'nowrap' },
       { key: 'user', label: 'User', cls: 'nowrap' },
       { key: 'state', label: 'State', cls: 'nowrap', render: (c) => stateBadge(c.state) },
       { key: 'client', label: 'Client', sort: false, render: clientName },

@@ -5,7 +5,7 @@ import { api, path, exchangeSegment } from '../api.js';
 import { h, fmtRate, get } from '../dom.js';
 import { pageHead, panel, errorBox, facts, kvTable, features, button, dialog, form, field, input, select, checkbox, argumentsEditor, val, toast, tabs, confirmDanger } from '../ui.js';
 import { pagedTable } from '../table.js';
-import { link, setQuery, session, exchangeTypes } from '../session.js';
+import { link, setQuery, showVhostColumn, session, exchangeTypes } from '../session.js';
 import { exchangeBindings } from './bindings.js';
 import { publishForm } from './messages.js';
 
@@ -22,10 +22,10 @@ export function render({ main, parts, query }) {
     rowLink: (x) => link('exchanges', x.vhost, exchangeSegment(x.name)),
     columns: [
       { key: 'name', label: 'Name', cls: 'grow', render: (x) => h('a', { class: 'name', href: link('exchanges', x.vhost, exchangeSegment(x.name)) }, displayName(x.name)) },
-      { key: 'vhost', label: 'Virtual host', cls: 'nowrap' },
+      showVhostColumn() && { key: 'vhost', label: 'Virtual host', cls: 'nowrap' },
       { key: 'type', label: 'Type', cls: 'nowrap' },
       { key: 'features', label: 'Features', sort: false, cls: 'nowrap', render: features },
-      { key: 'message_stats.publish_in_details.rate', label: 'Rate in', num: true, render: (x) => fmtRate(get(x, 'message_stats.publish_in_details.rate')) },
+      { key: 'message_stats.publish_in_details.rate', label: 'Rate in', num: true, cls: 'group-start', render: (x) => fmtRate(get(x, 'message_stats.publish_in_details.rate')) },
       { key: 'message_stats.publish_out_details.rate', label: 'Rate out', num: true, render: (x) => fmtRate(get(x, 'message_stats.publish_out_details.rate')) },
     ],
   });

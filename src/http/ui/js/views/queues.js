@@ -6,7 +6,7 @@ import { api, path } from '../api.js';
 import { h, fmtNum, fmtRate, fmtBytes, fmtTime, get } from '../dom.js';
 import { pageHead, panel, errorBox, facts, kvTable, features, stateBadge, button, dialog, form, field, input, select, checkbox, argumentsEditor, val, toast, tabs, confirmDanger } from '../ui.js';
 import { pagedTable, dataTable } from '../table.js';
-import { link, setQuery, session } from '../session.js';
+import { link, setQuery, showVhostColumn, session } from '../session.js';
 import { queueBindings } from './bindings.js';
 import { publishForm, getForm, moveForm } from './messages.js';
 import { lineChart } from '../chart.js';
@@ -39,15 +39,15 @@ export function render({ main, parts, query }) {
     empty: 'No queues yet.',
     columns: [
       { key: 'name', label: 'Name', cls: 'grow', render: (q) => h('a', { class: 'name', href: link('queues', q.vhost, q.name) }, q.name) },
-      { key: 'vhost', label: 'Virtual host', cls: 'nowrap' },
+      showVhostColumn() && { key: 'vhost', label: 'Virtual host', cls: 'nowrap' },
       { key: 'type', label: 'Type', cls: 'nowrap' },
       { key: 'features', label: 'Features', sort: false, cls: 'nowrap', render: features },
       { key: 'state', label: 'State', cls: 'nowrap', render: (q) => stateBadge(q.state) },
       { key: 'consumers', label: 'Consumers', num: true },
-      { key: 'messages_ready', label: 'Ready', num: true },
+      { key: 'messages_ready', label: 'Ready', num: true, cls: 'group-start' },
       { key: 'messages_unacknowledged', label: 'Unacked', num: true },
       { key: 'messages', label: 'Total', num: true },
-      { key: 'message_stats.publish_details.rate', label: 'Incoming', num: true, render: rate('message_stats.publish_details.rate') },
+      { key: 'message_stats.publish_details.rate', label: 'Incoming', num: true, cls: 'group-start', render: rate('message_stats.publish_details.rate') },
       { key: 'message_stats.deliver_get_details.rate', label: 'Deliver', num: true, title: 'Deliveries and gets per second', render: rate('message_stats.deliver_get_details.rate') },
       { key: 'message_stats.ack_details.rate', label: 'Ack', num: true, render: rate('message_stats.ack_details.rate') },
     ],
