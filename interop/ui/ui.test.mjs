@@ -357,6 +357,8 @@ test('a user with tags and permissions; a management user sees no admin pages', 
   await login(user, password);
   const nav = await page.locator('.side .nav-link').allTextContents();
   assert.deepEqual(nav, ['Overview', 'Connections', 'Channels', 'Exchanges', 'Queues']);
+  await page.waitForSelector('.stat-group');
+  assert.equal(await page.locator('.panel-head h2:text-is("Node")').count(), 0, 'no node panel without monitoring');
   await go('users');
   await expectText('main', /does not exist or needs other user tags/);
   await logout();

@@ -50,17 +50,17 @@ export function dialog(title, build, { wide = false } = {}) {
       h('div', { class: 'dialog-body' }, build(close)));
     document.body.append(d);
     d.showModal();
-    const first = d.querySelector('input:not([type=hidden]):not([disabled]), select, textarea, button.primary');
+    const first = d.querySelector('[autofocus]') || d.querySelector('input:not([type=hidden]):not([disabled]), select, textarea, button.primary');
     if (first) first.focus();
   });
 }
 
-/** Asks before a destructive action. Resolves true when confirmed. */
+/** Asks before a destructive action (Cancel has the focus). Resolves true when confirmed. */
 export function confirmDanger(title, text, action = 'Delete') {
   return dialog(title, (close) => h('div', {},
     h('p', {}, text),
     h('div', { class: 'form-actions' },
-      h('button', { type: 'button', class: 'button', onclick: () => close(false) }, 'Cancel'),
+      h('button', { type: 'button', class: 'button', autofocus: true, onclick: () => close(false) }, 'Cancel'),
       h('button', { type: 'button', class: 'button danger primary', onclick: () => close(true) }, action)))).then(Boolean);
 }
 

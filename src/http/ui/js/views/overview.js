@@ -6,7 +6,7 @@
 // per refresh, from the current values and rates.
 
 import { api } from '../api.js';
-import { h, fmtNum, fmtBytes, fmtDuration } from '../dom.js';
+import { h, append, fmtNum, fmtBytes, fmtDuration } from '../dom.js';
 import { pageHead, panel, errorBox, facts, select } from '../ui.js';
 import { lineChart } from '../chart.js';
 import { link, canMonitor, session } from '../session.js';
@@ -41,16 +41,15 @@ export function render({ main }) {
   const listenersBox = h('div', {});
   const sub = h('span', {});
 
-  main.append(
+  append(main, [
     pageHead('Overview', { sub, actions: [rangeSelect] }),
     errorSlot,
     totals,
     h('div', { class: 'grid-2' },
       panel('Queued messages', lengths.node, { cls: 'chart-panel' }),
       panel('Message rates', rates.node, { cls: 'chart-panel' })),
-    h('div', { class: 'grid-2' },
-      panel('Node', nodeBox),
-      panel('Listeners', listenersBox)));
+    // RabbitMQ tells only monitoring users about the node and its listeners.
+    canMonitor() ? h('div', { class: 'grid-2' }, panel('Node', nodeBox), panel('Listeners', listenersBox)) : null]);
 
   async function refresh() {
     try {
@@ -69,9 +68,6 @@ export function render({ main }) {
         const nodes = await api.get('nodes');
         drawNode(nodes[0]);
       } catch (err) { nodeBox.replaceChildren(errorBox(err)); }
-    } else {
-      nodeBox.replaceChildren(facts([['Node', session.overview && session.overview.node]]),
-        h('p', { class: 'muted' }, 'Node resources are shown to users tagged monitoring or administrator.'));
     }
   }
 
