@@ -38,6 +38,8 @@ RMQ_SCRIPT_PID=""
 RMQ_BEAM_PID=""
 RMQ_EPMD_BEFORE=""
 RMQ_WHY=""
+RMQ_MGMT_PORT=""
+RMQ_HTTP_URI=""
 
 # Installs Debian's rabbitmq-server when it is missing and we are root.
 # The package's maintainer scripts would start the system's own node (port
@@ -81,6 +83,15 @@ amqp_answers() {
     [[ ${first// /} == 1 ]]
 }
 
+# The management listener answers an HTTP request (any status).
+http_answers() {
+    local status
+    status=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1
+        printf "GET /api/overview HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" >&3
+        head -c 12 <&3' "$1" 2>/dev/null) || return 1
+    [[ $status == HTTP/1.* ]]
+}
+
 # The node's beam.smp: the start script's child (or the script itself, once
 # it has exec'd the VM).
 beam_pid() {
@@ -95,7 +106,10 @@ rabbitmq_start() {
     local port=${RMQ_TEST_PORT:-}
     if [[ -z $port ]]; then
         for p in $(seq 5690 5699); do
-            if port_free "$p" && port_free $((p + 20000)); then port=$p; break; fi
+            if port_free "$p" && port_free $((p + 20000)) && port_free $((p + 10000)); then
+                port=$p
+                break
+            fi
         done
     fi
     if [[ -z $port ]]; then
@@ -106,10 +120,14 @@ rabbitmq_start() {
     RMQ_NODE="warren-test-$$@localhost"
     RMQ_BASE=$(mktemp -d /tmp/warren-test-rabbitmq.XXXXXX)
     RMQ_EPMD_BEFORE=$(pgrep -x epmd || true)
-    echo '[].' >"$RMQ_BASE/enabled_plugins"
-    # benches/rabbit-node.sh writes the config (loopback listener only) and
+    # The management plugin: the tests that manage users, vhosts and
+    # permissions do it through its HTTP API (WARREN_TEST_HTTP_URI).
+    RMQ_MGMT_PORT=$((port + 10000))
+    echo '[rabbitmq_management].' >"$RMQ_BASE/enabled_plugins"
+    # benches/rabbit-node.sh writes the config (loopback listeners only) and
     # runs the node in the foreground of its own session.
     RMQB_NODE=$RMQ_NODE RMQB_PORT=$port RMQB_DIST_PORT=$((port + 20000)) RMQB_BASE=$RMQ_BASE \
+        RMQB_MGMT_PORT=$RMQ_MGMT_PORT \
         RABBITMQ_ENABLED_PLUGINS_FILE="$RMQ_BASE/enabled_plugins" \
         setsid benches/rabbit-node.sh run >"$RMQ_BASE/out.log" 2>&1 </dev/null &
     RMQ_SCRIPT_PID=$!
@@ -121,8 +139,9 @@ rabbitmq_start() {
             return 1
         fi
         [[ -z $RMQ_BEAM_PID ]] && RMQ_BEAM_PID=$(beam_pid)
-        if amqp_answers "$port"; then
+        if amqp_answers "$port" && http_answers "$RMQ_MGMT_PORT"; then
             RMQ_URI="amqp://guest:guest@127.0.0.1:$port/%2f"
+            RMQ_HTTP_URI="http://guest:guest@127.0.0.1:$RMQ_MGMT_PORT"
             return 0
         fi
         sleep 1
@@ -165,7 +184,8 @@ elif boot=$SECONDS && rabbitmq_install && rabbitmq_start; then
     echo "==> RabbitMQ pass: RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')," \
         "node $RMQ_NODE at $RMQ_URI (booted in $(elapsed $((SECONDS - boot))))"
     rabbit_status=0
-    WARREN_TEST_AMQP_URI=$RMQ_URI cargo test --test '*' || rabbit_status=$?
+    WARREN_TEST_AMQP_URI=$RMQ_URI WARREN_TEST_HTTP_URI=$RMQ_HTTP_URI cargo test --test '*' ||
+        rabbit_status=$?
     AMQP_URL=$RMQ_URI ./interop/run.sh || rabbit_status=$?
     rabbitmq_stop
     echo "==> RabbitMQ pass: $([[ $rabbit_status -eq 0 ]] && echo ok || echo FAILED) in $(elapsed $((SECONDS - start)))"

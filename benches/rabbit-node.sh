@@ -16,7 +16,9 @@
 #             runs and which outlives it
 #   stop-epmd stop it (for a script that found none running when it began)
 # Environment: RMQB_NODE (rmqbench@localhost), RMQB_PORT (5674),
-#   RMQB_DIST_PORT (25674), RMQB_BASE (/tmp/rmqbench)
+#   RMQB_DIST_PORT (25674), RMQB_BASE (/tmp/rmqbench), RMQB_MGMT_PORT (unset:
+#   no management listener; set: its port on 127.0.0.1, for a node whose
+#   enabled plugins include rabbitmq_management)
 set -euo pipefail
 NODE=${RMQB_NODE:-rmqbench@localhost}
 PORT=${RMQB_PORT:-5674}
@@ -27,6 +29,10 @@ setup() {
     mkdir -p "$BASE/mnesia" "$BASE/log"
     printf 'listeners.tcp.default = 127.0.0.1:%s\nloopback_users.guest = true\n' "$PORT" \
         >"$BASE/rabbitmq.conf"
+    if [[ -n ${RMQB_MGMT_PORT:-} ]]; then
+        printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' "$RMQB_MGMT_PORT" \
+            >>"$BASE/rabbitmq.conf"
+    fi
 }
 
 case "${1:-}" in
