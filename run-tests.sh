@@ -184,7 +184,7 @@ elif boot=$SECONDS && rabbitmq_install && rabbitmq_start; then
     echo "==> RabbitMQ pass: RabbitMQ $(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null || echo '?')," \
         "node $RMQ_NODE at $RMQ_URI (booted in $(elapsed $((SECONDS - boot))))"
     rabbit_status=0
-    WARREN_TEST_AMQP_URI=$RMQ_URI WARREN_TEST_HTTP_URI=$RMQ_HTTP_URI cargo test --test '*' ||
+    WARREN_TEST_AMQP_URI=$RMQ_URI WARREN_TEST_HTTP_URI=$RMQ_HTTP_URI cargo test --no-fail-fast --test '*' ||
         rabbit_status=$?
     AMQP_URL=$RMQ_URI ./interop/run.sh || rabbit_status=$?
     rabbitmq_stop
@@ -201,7 +201,7 @@ fi
 start=$SECONDS
 echo "==> Warren pass: cargo test"
 warren_status=0
-cargo test --all-targets || warren_status=$?
+cargo test --no-fail-fast --all-targets || warren_status=$?
 cargo test --doc || warren_status=$?
 echo "==> Warren pass: interop suites"
 ./interop/run.sh || warren_status=$?
