@@ -5,7 +5,7 @@
 //! The topology sits behind one reader-writer lock: publishes take it for
 //! reading to route, declarations and deletions take it for writing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 
 use amq_protocol::types::FieldTable;
@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::amqp_err;
 use crate::exchange::delayed::{self, Delayer};
+use crate::exchange::sources::Sources;
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::Message;
 use crate::protocol::table::{describe_value, equivalent, lookup, value_text};
@@ -167,6 +168,8 @@ pub type DeletedQueue = (Arc<Queue>, Vec<Arc<Consumer>>);
 struct Topology {
     exchanges: HashMap<Arc<str>, Exchange>,
     queues: HashMap<Arc<str>, Arc<Queue>>,
+    /// Which exchanges have bindings to each queue and exchange.
+    sources: Sources,
 }
 
 #[derive(Debug)]
@@ -442,9 +445,19 @@ impl VHost {
     /// Remove an exchange and every binding to it, then auto-delete the
     /// exchanges that lost their last binding.
     fn remove_exchange(&self, topo: &mut Topology, name: &str) {
-        let Some(exchange) = topo.exchanges.remove(name) else {
-            return;
-        };
+        if let Some(exchange) = self.take_exchange(topo, name) {
+            self.unbind_everywhere(
+                topo,
+                Destination::Exchange(exchange.name.clone()),
+                exchange.durable,
+            );
+        }
+    }
+
+    /// Take an exchange out of the topology with the bindings it is the
+    /// source of (from the store too), leaving the bindings to it.
+    fn take_exchange(&self, topo: &mut Topology, name: &str) -> Option<Exchange> {
+        let exchange = topo.exchanges.remove(name)?;
         if let Some(delayer) = exchange.delayer() {
             delayer.destroy(&self.name);
         }
@@ -458,26 +471,37 @@ impl VHost {
                 }
             }
         }
-        let dest = Destination::Exchange(Arc::from(name));
-        self.unbind_everywhere(topo, &dest, exchange.durable);
+        for binding in exchange.bindings() {
+            topo.sources
+                .unbound(&exchange.name, &binding.destination, 1);
+        }
+        Some(exchange)
     }
 
     /// Remove every binding to `dest` (whose durability is `dest_durable`),
-    /// auto-deleting the sources left without bindings.
-    fn unbind_everywhere(&self, topo: &mut Topology, dest: &Destination, dest_durable: bool) {
-        let mut emptied = Vec::new();
-        for exchange in topo.exchanges.values_mut() {
-            let removed = exchange.unbind_destination(dest);
-            if removed.is_empty() {
-                continue;
+    /// auto-deleting the sources left without bindings, and the bindings to
+    /// those, and so on. A worklist, not recursion: a client can chain as
+    /// many auto-delete exchanges as it likes. Each binding is visited once,
+    /// found through the index of sources by destination.
+    fn unbind_everywhere(&self, topo: &mut Topology, dest: Destination, dest_durable: bool) {
+        let mut pending = vec![(dest, dest_durable)];
+        while let Some((dest, dest_durable)) = pending.pop() {
+            for source in topo.sources.take(&dest) {
+                let Some(exchange) = topo.exchanges.get_mut(&source) else {
+                    continue;
+                };
+                let removed = exchange.unbind_destination(&dest);
+                if removed.is_empty() {
+                    continue;
+                }
+                self.forget_bindings(&exchange.name, &removed, exchange.durable && dest_durable);
+                if exchange.auto_delete
+                    && !exchange.has_bindings()
+                    && let Some(emptied) = self.take_exchange(topo, &source)
+                {
+                    pending.push((Destination::Exchange(emptied.name.clone()), emptied.durable));
+                }
             }
-            self.forget_bindings(&exchange.name, &removed, exchange.durable && dest_durable);
-            if exchange.auto_delete && !exchange.has_bindings() {
-                emptied.push(exchange.name.clone());
-            }
-        }
-        for name in emptied {
-            self.remove_exchange(topo, &name);
         }
     }
 
@@ -640,7 +664,7 @@ impl VHost {
 
     fn remove_queue(&self, topo: &mut Topology, queue: &Arc<Queue>) -> (u32, Vec<Arc<Consumer>>) {
         topo.queues.remove(&queue.name);
-        self.unbind_everywhere(topo, &Destination::Queue(queue.clone()), queue.durable);
+        self.unbind_everywhere(topo, Destination::Queue(queue.clone()), queue.durable);
         queue.mark_deleted()
     }
 
@@ -696,13 +720,18 @@ impl VHost {
             arguments,
         };
         let record = durable.then(|| self.binding_record(source, &binding));
-        let Some(exchange) = topo.exchanges.get_mut(source) else {
+        let Topology {
+            exchanges, sources, ..
+        } = &mut *topo;
+        let Some(exchange) = exchanges.get_mut(source) else {
             return Err(self.no_exchange(source));
         };
-        if exchange.bind(binding)
-            && let (Some(store), Some(record)) = (&self.store, record)
-        {
-            store.put_binding(&record);
+        let destination = binding.destination.clone();
+        if exchange.bind(binding) {
+            sources.bound(&exchange.name, &destination);
+            if let (Some(store), Some(record)) = (&self.store, record) {
+                store.put_binding(&record);
+            }
         }
         Ok(())
     }
@@ -735,6 +764,7 @@ impl VHost {
             return Ok(());
         };
         let emptied = exchange.auto_delete && !exchange.has_bindings();
+        topo.sources.unbound(source, &destination, 1);
         self.forget_bindings(source, &[removed], durable);
         if emptied {
             self.remove_exchange(&mut topo, source);
@@ -817,14 +847,19 @@ impl VHost {
                 None => return false,
             },
         };
-        let Some(source) = topo.exchanges.get_mut(record.source.as_str()) else {
+        let Topology {
+            exchanges, sources, ..
+        } = &mut *topo;
+        let Some(source) = exchanges.get_mut(record.source.as_str()) else {
             return false;
         };
-        source.bind(Binding {
-            destination,
+        if source.bind(Binding {
+            destination: destination.clone(),
             routing_key: record.routing_key.clone(),
             arguments: record.arguments.clone(),
-        });
+        }) {
+            sources.bound(&source.name, &destination);
+        }
         true
     }
 
@@ -953,7 +988,7 @@ impl VHost {
     ) {
         // Headers are decoded at most once, and only if a headers exchange asks.
         let mut headers: Option<Option<FieldTable>> = None;
-        let mut visited: Vec<&str> = vec![&source.name];
+        let mut visited = Visited::new(&source.name);
         let mut pending: Vec<&Exchange> = vec![source];
         while let Some(x) = pending.pop() {
             let decoded = if x.routes_on_headers() {
@@ -967,10 +1002,10 @@ impl VHost {
                 match dest {
                     Destination::Queue(q) => queues.push(q.clone()),
                     Destination::Exchange(next) => {
-                        if !visited.contains(&next.as_ref())
+                        if !visited.contains(next)
                             && let Some(nx) = topo.exchanges.get(next.as_ref())
                         {
-                            visited.push(&nx.name);
+                            visited.insert(&nx.name);
                             pending.push(nx);
                         }
                     }
@@ -978,10 +1013,10 @@ impl VHost {
             });
             // An exchange that routes nowhere hands the message to its alternate.
             if let (false, Some(alternate)) = (routed, x.alternate_exchange())
-                && !visited.contains(&alternate)
+                && !visited.contains(alternate)
                 && let Some(ax) = topo.exchanges.get(alternate)
             {
-                visited.push(&ax.name);
+                visited.insert(&ax.name);
                 pending.push(ax);
             }
         }
@@ -1042,6 +1077,44 @@ impl Republish for VHost {
         if let Some(consumers) = self.delete_queue_instance(queue) {
             for consumer in consumers {
                 consumer.channel.cancelled_by_broker(&consumer);
+            }
+        }
+    }
+}
+
+/// The exchanges a publish has passed through. Most publishes see one or
+/// two, where a short list beats hashing; a client-built chain or mesh of
+/// exchanges moves to a set, so each step stays O(1).
+enum Visited<'a> {
+    Few(Vec<&'a str>),
+    Many(HashSet<&'a str>),
+}
+
+impl<'a> Visited<'a> {
+    /// Past this many, the list becomes a set.
+    const FEW: usize = 16;
+
+    fn new(first: &'a str) -> Self {
+        Visited::Few(vec![first])
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        match self {
+            Visited::Few(list) => list.contains(&name),
+            Visited::Many(set) => set.contains(name),
+        }
+    }
+
+    fn insert(&mut self, name: &'a str) {
+        match self {
+            Visited::Few(list) if list.len() < Self::FEW => list.push(name),
+            Visited::Few(list) => {
+                let mut set: HashSet<&'a str> = list.drain(..).collect();
+                set.insert(name);
+                *self = Visited::Many(set);
+            }
+            Visited::Many(set) => {
+                set.insert(name);
             }
         }
     }

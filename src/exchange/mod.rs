@@ -6,6 +6,7 @@ pub mod delayed;
 pub mod direct;
 pub mod fanout;
 pub mod headers;
+pub mod sources;
 pub mod topic;
 
 use std::sync::Arc;

@@ -2,6 +2,8 @@
 //! `x-dead-letter-exchange`, with the `x-death` history RabbitMQ 3.10 writes,
 //! and the cycle rule that drops messages going round without a reject.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
@@ -174,33 +176,32 @@ fn regroup(entries: &[AMQPValue]) -> Vec<AMQPValue> {
     if entries.len() <= 1 {
         return entries.to_vec();
     }
-    type Key = (Option<Vec<u8>>, Option<Vec<u8>>);
-    let group_of = |t: &FieldTable| -> Key {
-        (
-            field(t, "queue").map(<[u8]>::to_vec),
-            field(t, "reason").map(<[u8]>::to_vec),
-        )
-    };
-    let tables: Vec<&FieldTable> = entries
-        .iter()
-        .filter_map(|e| match e {
-            AMQPValue::FieldTable(t) => Some(t),
-            _ => None,
-        })
-        .collect();
-    let mut seen: Vec<Key> = Vec::new();
-    let mut grouped: Vec<AMQPValue> = Vec::new();
-    for table in &tables {
-        let k = group_of(table);
-        let matches = tables.iter().filter(|t| group_of(t) == k).count();
-        let mut first = (*tables.iter().find(|t| group_of(t) == k).unwrap_or(table)).clone();
+    type Key<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
+    // Each group's size and first member, in one pass (a client-built
+    // history can be long).
+    let mut groups: HashMap<Key<'_>, (usize, &FieldTable)> = HashMap::new();
+    let mut order: Vec<Key<'_>> = Vec::new();
+    for entry in entries {
+        let AMQPValue::FieldTable(table) = entry else {
+            continue;
+        };
+        let k = (field(table, "queue"), field(table, "reason"));
+        match groups.entry(k) {
+            Entry::Occupied(mut group) => group.get_mut().0 += 1,
+            Entry::Vacant(group) => {
+                order.push(k);
+                group.insert((1, table));
+            }
+        }
+    }
+    let mut grouped: Vec<AMQPValue> = Vec::with_capacity(order.len());
+    for k in order.iter().rev() {
+        let (matches, first) = groups[k];
+        let mut first = first.clone();
         if !first.contains_key("count") {
             first.insert(key("count"), AMQPValue::LongLongInt(matches as i64));
         }
-        if grouped.is_empty() || !seen.contains(&k) {
-            grouped.insert(0, AMQPValue::FieldTable(first));
-        }
-        seen.push(k);
+        grouped.push(AMQPValue::FieldTable(first));
     }
     grouped
 }

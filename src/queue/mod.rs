@@ -712,10 +712,31 @@ impl Queue {
 
     /// Route messages that left this queue to its dead-letter exchange.
     /// Called without the queue lock: the targets may include this queue.
+    ///
+    /// Publishing a dead letter can make its target dead-letter in turn
+    /// (a TTL of 0, a length limit), and a client can chain as many queues
+    /// that way as it likes. So the first call on a thread drains a
+    /// worklist, and calls made while it runs only add to it: the stack
+    /// stays flat however long the chain.
     fn dead_letter(&self, dead: DeadLetters) {
-        if dead.is_empty() {
+        if dead.is_empty() || self.args.dead_letter_exchange.is_none() {
             return;
         }
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        let Some(_draining) = chain::enqueue(me, dead) else {
+            // An outer call on this thread routes them.
+            return;
+        };
+        while let Some((queue, dead)) = chain::next() {
+            queue.route_dead_letters(dead);
+        }
+    }
+
+    /// Route dead letters of this queue through its dead-letter exchange
+    /// (dropping those that would close an automatic cycle).
+    fn route_dead_letters(&self, dead: DeadLetters) {
         let (Some(dlx), Some(vhost)) = (&self.args.dead_letter_exchange, self.republish.upgrade())
         else {
             return;
@@ -826,6 +847,80 @@ fn with_delivery_count(message: &Message, count: u32) -> Properties {
     message
         .properties
         .with_header("x-delivery-count", AMQPValue::LongLongInt(count as i64))
+}
+
+/// The per-thread worklist of dead letters (see [`Queue::dead_letter`]).
+mod chain {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+
+    use super::{DeadLetters, Queue};
+
+    /// Dead letters one outer call may cause through chained queues, past
+    /// the batch it started with. Cycle detection ends every loop, but a
+    /// client can still build a mesh whose distinct paths grow
+    /// exponentially; past this, further chained dead letters are dropped
+    /// (and logged) rather than keep one task busy without end.
+    pub const MAX_CHAINED: usize = 1_000_000;
+
+    #[derive(Default)]
+    struct Worklist {
+        draining: bool,
+        /// Chained dead letters accepted during this drain.
+        chained: usize,
+        dropped: usize,
+        pending: VecDeque<(Arc<Queue>, DeadLetters)>,
+    }
+
+    thread_local! {
+        static WORKLIST: RefCell<Worklist> = RefCell::default();
+    }
+
+    /// Ends a drain, even one unwound by a panic, so the thread's later
+    /// dead letters are not left waiting for a drain that is gone.
+    pub struct Draining;
+
+    impl Drop for Draining {
+        fn drop(&mut self) {
+            let dropped = WORKLIST.with(|w| {
+                let mut w = w.borrow_mut();
+                let dropped = w.dropped;
+                *w = Worklist::default();
+                dropped
+            });
+            if dropped > 0 {
+                tracing::warn!(
+                    "dropped {dropped} dead letters chained past {MAX_CHAINED} from one message batch"
+                );
+            }
+        }
+    }
+
+    /// Queue dead letters. Returns the guard of a new drain when none runs
+    /// on this thread: the caller then drains with [`next`].
+    pub fn enqueue(queue: Arc<Queue>, dead: DeadLetters) -> Option<Draining> {
+        let starts = WORKLIST.with(|w| {
+            let mut w = w.borrow_mut();
+            let starts = !w.draining;
+            if starts {
+                w.draining = true;
+            } else if w.chained >= MAX_CHAINED {
+                w.dropped += dead.len();
+                return false;
+            } else {
+                w.chained += dead.len();
+            }
+            w.pending.push_back((queue, dead));
+            starts
+        });
+        // Made only when it starts a drain: dropping a guard ends one.
+        if starts { Some(Draining) } else { None }
+    }
+
+    pub fn next() -> Option<(Arc<Queue>, DeadLetters)> {
+        WORKLIST.with(|w| w.borrow_mut().pending.pop_front())
+    }
 }
 
 #[cfg(test)]
