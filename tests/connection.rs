@@ -328,7 +328,15 @@ async fn connection_start_announces_0_9_with_server_properties_mechanisms_and_lo
         want.sort_unstable();
         assert_eq!(names, want);
     }
-    assert_eq!(mechanisms, "PLAIN AMQPLAIN");
+    if broker.is_external() {
+        // RabbitMQ's order follows its registry: `PLAIN AMQPLAIN`, or
+        // `AMQPLAIN PLAIN` with rabbitmq_auth_mechanism_ssl enabled.
+        let mut offered: Vec<&str> = mechanisms.split(' ').collect();
+        offered.sort_unstable();
+        assert_eq!(offered, ["AMQPLAIN", "PLAIN"]);
+    } else {
+        assert_eq!(mechanisms, "PLAIN AMQPLAIN");
+    }
     assert_eq!(locales, "en_US");
     drop(c);
     broker.stop().await;
@@ -463,6 +471,39 @@ async fn unknown_auth_mechanism_is_refused_with_command_invalid() {
         &mut c,
         503,
         "COMMAND_INVALID - unknown authentication mechanism 'FOO'",
+        10,
+        11,
+    )
+    .await;
+    drop(c);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn external_over_plain_tcp_is_an_invalid_mechanism() {
+    // EXTERNAL configured (RabbitMQ: rabbitmq_auth_mechanism_ssl enabled)
+    // is offered on TLS connections only.
+    let broker = TestBroker::start_with(|c| {
+        c.auth_mechanisms = vec!["PLAIN".into(), "AMQPLAIN".into(), "EXTERNAL".into()];
+    })
+    .await;
+    if broker.is_external() {
+        // RabbitMQ 3.10 logs the same error, then drops the socket without
+        // a close frame, as for an unknown mechanism.
+        broker.stop().await;
+        return;
+    }
+    let (mut c, _) = connect_until_start(broker.addr).await;
+    c.send(&start_ok_with(
+        "EXTERNAL",
+        b"",
+        &["authentication_failure_close"],
+    ))
+    .await;
+    expect_connection_close(
+        &mut c,
+        503,
+        "COMMAND_INVALID - invalid authentication mechanism 'EXTERNAL'",
         10,
         11,
     )
