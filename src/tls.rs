@@ -148,19 +148,35 @@ impl Tls {
         socket: TcpStream,
     ) -> std::io::Result<(TlsStream<TcpStream>, TlsClient)> {
         let stream = self.acceptor.accept(socket).await?;
-        let certificate = stream
-            .get_ref()
-            .1
+        let session = stream.get_ref().1;
+        let certificate = session
             .peer_certificates()
             .and_then(|chain| chain.first())
             .and_then(|leaf| PeerCertificate::from_der(leaf));
-        Ok((stream, TlsClient { certificate }))
+        let client = TlsClient {
+            protocol: session
+                .protocol_version()
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            cipher_suite: session
+                .negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or_default()
+                .to_string(),
+            certificate,
+        };
+        Ok((stream, client))
     }
 }
 
 /// What a connection knows of its TLS session.
 #[derive(Debug, Clone, Default)]
 pub struct TlsClient {
+    /// The protocol version, as rustls names it (`TLSv1_3`).
+    pub protocol: String,
+    /// The negotiated cipher suite, as rustls names it.
+    pub cipher_suite: String,
     /// The client's certificate, verified against the CA bundle; `None`
     /// when the client sent none or none was asked for.
     pub certificate: Option<PeerCertificate>,

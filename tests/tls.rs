@@ -471,6 +471,17 @@ async fn external_logs_in_as_the_certificate_subject() {
     .await
     .expect("EXTERNAL login");
     round_trip(&conn, b"as the certificate").await;
+    // What the broker keeps of the session, for management to show.
+    let broker_side = broker.server().expect("warren").broker().connections();
+    let handle = broker_side
+        .iter()
+        .find(|c| c.user == user)
+        .expect("the connection is registered");
+    let tls = handle.tls.as_ref().expect("TLS session");
+    assert!(tls.protocol.starts_with("TLSv1_"), "{}", tls.protocol);
+    assert!(!tls.cipher_suite.is_empty());
+    let certificate = tls.certificate.as_ref().expect("client certificate");
+    assert_eq!(certificate.subject, user);
     conn.close(200, "bye".into()).await.expect("close");
     broker.stop().await;
 }

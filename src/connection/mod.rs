@@ -998,6 +998,7 @@ impl Connection {
             vhost: Arc::from(vhost_name),
             frame_max: self.frame_max,
             capabilities: self.capabilities,
+            tls: self.tls.clone(),
             outbox: self.outbox.clone(),
             events: self.events_tx.clone(),
         });
