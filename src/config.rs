@@ -128,6 +128,57 @@ pub struct Config {
     /// Free disk space below which publishers are blocked, as a size (50MB).
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value = "50MB", value_parser = size_arg)]
     pub disk_free_limit: String,
+
+    /// SASL mechanisms offered to clients (RabbitMQ's auth_mechanisms),
+    /// comma-separated: PLAIN, AMQPLAIN, EXTERNAL. EXTERNAL (the user
+    /// named by the client's TLS certificate) is offered on TLS connections.
+    #[arg(
+        long,
+        env = "WARREN_AUTH_MECHANISMS",
+        default_value = "PLAIN,AMQPLAIN",
+        value_delimiter = ',',
+        value_parser = mechanism_arg
+    )]
+    pub auth_mechanisms: Vec<String>,
+
+    /// Address and port to accept AMQPS (AMQP over TLS) connections on,
+    /// when --tls-cert and --tls-key are given.
+    #[arg(long, env = "WARREN_TLS_LISTEN", default_value = "0.0.0.0:5671")]
+    pub tls_listen: SocketAddr,
+
+    /// The server's TLS certificate chain, PEM (RabbitMQ's ssl_options.certfile).
+    #[arg(long, env = "WARREN_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The server's TLS private key, PEM (ssl_options.keyfile).
+    #[arg(long, env = "WARREN_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// CA certificates that client certificates are verified against, PEM
+    /// (ssl_options.cacertfile).
+    #[arg(long, env = "WARREN_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Ask TLS clients for a certificate and refuse one that does not
+    /// verify against --tls-ca (ssl_options.verify = verify_peer).
+    #[arg(long, env = "WARREN_TLS_VERIFY_PEER", default_value_t = false)]
+    pub tls_verify_peer: bool,
+
+    /// With --tls-verify-peer, also refuse TLS clients that send no
+    /// certificate (ssl_options.fail_if_no_peer_cert = true).
+    #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT", default_value_t = false)]
+    pub tls_fail_if_no_peer_cert: bool,
+
+    /// What SASL EXTERNAL takes as the user name from the client
+    /// certificate's subject (RabbitMQ's ssl_cert_login_from): the whole
+    /// distinguished name, RFC 4514 style, or its common name.
+    #[arg(
+        long,
+        env = "WARREN_SSL_CERT_LOGIN_FROM",
+        value_enum,
+        default_value_t = crate::tls::CertLoginFrom::DistinguishedName
+    )]
+    pub ssl_cert_login_from: crate::tls::CertLoginFrom,
 }
 
 /// How log lines are written.
@@ -294,6 +345,18 @@ fn frame_max_arg(text: &str) -> Result<u32, String> {
 fn watermark_arg(text: &str) -> Result<String, String> {
     watermark(text, u64::MAX)?;
     Ok(text.to_string())
+}
+
+fn mechanism_arg(text: &str) -> Result<String, String> {
+    let name = text.trim().to_ascii_uppercase();
+    if crate::access::KNOWN_MECHANISMS.contains(&name.as_str()) {
+        Ok(name)
+    } else {
+        Err(format!(
+            "not a SASL mechanism Warren knows ({})",
+            crate::access::KNOWN_MECHANISMS.join(", ")
+        ))
+    }
 }
 
 fn size_arg(text: &str) -> Result<String, String> {

@@ -24,6 +24,8 @@
 //! - [`timer`]: deadlines: message and queue expiry, delayed messages.
 //! - [`alarm`]: memory and disk alarms that block publishers.
 //! - [`protocol`]: the wire: frames, methods, properties, field tables, reply codes.
+//! - [`tls`]: AMQPS: certificates, client verification, the handshake, and
+//!   the certificate subject SASL EXTERNAL logs in with.
 //! - [`config`]: flags and environment variables.
 //! - [`logging`]: log output (text or JSON) that never takes the broker down.
 //! - [`util`]: small helpers with no better home.
@@ -44,6 +46,7 @@ pub mod server;
 pub mod store;
 pub mod stream;
 pub mod timer;
+pub mod tls;
 pub mod util;
 pub mod vhost;
 

@@ -1,11 +1,12 @@
-//! The listener, and [`Server`]: a running broker that can be stopped.
+//! The listeners (AMQP, and AMQPS when TLS is configured), and [`Server`]:
+//! a running broker that can be stopped.
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
@@ -14,6 +15,7 @@ use crate::alarm;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::connection;
+use crate::tls::{Tls, TlsOptions};
 
 /// How long shutdown waits for connections to finish their close handshake.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -22,9 +24,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Server {
     local_addr: SocketAddr,
+    tls_local_addr: Option<SocketAddr>,
     broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
-    acceptor: Option<tokio::task::JoinHandle<()>>,
+    acceptors: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -37,6 +40,13 @@ impl Server {
         let ram = alarm::total_ram().unwrap_or(u64::MAX);
         let memory_limit = config.memory_limit(ram).map_err(invalid)?;
         let disk_limit = config.disk_limit().map_err(invalid)?;
+        let tls = match TlsOptions::from_config(&config) {
+            Ok(Some(options)) => Some(Tls::new(&options)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+        .transpose()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         // Recovery reads the store: off the async workers.
         let broker = tokio::task::spawn_blocking(move || Broker::open(config))
             .await
@@ -45,10 +55,21 @@ impl Server {
         let broker = Arc::new(broker);
         let listener = TcpListener::bind(broker.config.listen).await?;
         let local_addr = listener.local_addr()?;
+        let tls_listener = match tls {
+            Some(tls) => Some((TcpListener::bind(broker.config.tls_listen).await?, tls)),
+            None => None,
+        };
+        let tls_local_addr = match &tls_listener {
+            Some((listener, _)) => Some(listener.local_addr()?),
+            None => None,
+        };
         info!(
             "Warren {} listening for AMQP on {local_addr}",
             env!("CARGO_PKG_VERSION")
         );
+        if let Some(addr) = tls_local_addr {
+            info!("listening for AMQP over TLS on {addr}");
+        }
         let (shutdown, signal) = watch::channel(false);
         broker.alarms.set_memory_limit(memory_limit);
         broker.alarms.set_disk_limit(disk_limit);
@@ -56,18 +77,37 @@ impl Server {
         if let Some(events) = broker.take_timer_events() {
             tokio::spawn(crate::timer::run(events));
         }
-        let acceptor = tokio::spawn(accept_loop(listener, broker.clone(), signal));
+        let mut acceptors = vec![tokio::spawn(accept_loop(
+            listener,
+            None,
+            broker.clone(),
+            signal.clone(),
+        ))];
+        if let Some((listener, tls)) = tls_listener {
+            acceptors.push(tokio::spawn(accept_loop(
+                listener,
+                Some(tls),
+                broker.clone(),
+                signal,
+            )));
+        }
         Ok(Server {
             local_addr,
+            tls_local_addr,
             broker,
             shutdown,
-            acceptor: Some(acceptor),
+            acceptors,
         })
     }
 
     /// The address the listener is bound to (with the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the TLS listener is bound to, when TLS is configured.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_local_addr
     }
 
     /// The broker behind this server.
@@ -80,7 +120,7 @@ impl Server {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         self.broker.close_connections();
-        if let Some(acceptor) = self.acceptor.take() {
+        for acceptor in std::mem::take(&mut self.acceptors) {
             let _ = acceptor.await;
         }
         let store = self.broker.store.clone();
@@ -118,8 +158,11 @@ fn alarm_monitor(
     )
 }
 
+/// Accept connections on `listener` (AMQPS with `tls`) until the broker
+/// stops, then give them `SHUTDOWN_GRACE` to close.
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<Tls>,
     broker: Arc<Broker>,
     mut signal: watch::Receiver<bool>,
 ) {
@@ -128,7 +171,13 @@ async fn accept_loop(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
-                    connections.spawn(connection::serve(socket, peer, broker.clone(), signal.clone()));
+                    let _ = socket.set_nodelay(true);
+                    let broker = broker.clone();
+                    let signal = signal.clone();
+                    match &tls {
+                        None => connections.spawn(connection::serve(socket, peer, None, broker, signal)),
+                        Some(tls) => connections.spawn(serve_tls(tls.clone(), socket, peer, broker, signal)),
+                    };
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off briefly.
@@ -144,5 +193,27 @@ async fn accept_loop(
     let drain = async { while connections.join_next().await.is_some() {} };
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
         connections.abort_all();
+    }
+}
+
+/// The TLS handshake, within the AMQP handshake's time limit, then AMQP.
+async fn serve_tls(
+    tls: Tls,
+    socket: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    mut signal: watch::Receiver<bool>,
+) {
+    let limit = broker.config.handshake_timeout();
+    let handshake = tokio::select! {
+        done = tokio::time::timeout(limit, tls.accept(socket)) => done,
+        _ = signal.changed() => return,
+    };
+    match handshake {
+        Ok(Ok((stream, client))) => {
+            connection::serve(stream, peer, Some(client), broker, signal).await;
+        }
+        Ok(Err(e)) => warn!(peer = %peer, "TLS handshake failed: {e}"),
+        Err(_) => warn!(peer = %peer, "TLS handshake timed out"),
     }
 }

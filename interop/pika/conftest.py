@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -104,7 +105,9 @@ def _wait_until_accepting(broker):
     )
 
 
-def _start_warren(extra_args=(), prefix="warren-interop-"):
+def _start_warren(extra_args=(), prefix="warren-interop-", user="guest", password="guest"):
+    """Start warren with ``extra_args``; ``user``/``password`` is the login
+    it is probed with (its default user, if the arguments change it)."""
     binary = Path(os.environ.get("WARREN_BIN", DEFAULT_BINARY))
     if not binary.is_file():
         raise RuntimeError(
@@ -114,7 +117,11 @@ def _start_warren(extra_args=(), prefix="warren-interop-"):
     data_dir = os.path.join(workdir, "data")
     log_path = os.path.join(workdir, "warren.log")
     port = _free_port()
-    url = "amqp://guest:guest@127.0.0.1:%d/%%2f" % port
+    url = "amqp://%s:%s@127.0.0.1:%d/%%2f" % (
+        urllib.parse.quote(user, safe=""),
+        urllib.parse.quote(password, safe=""),
+        port,
+    )
     log = open(log_path, "wb")
     try:
         process = subprocess.Popen(

@@ -43,7 +43,7 @@ pub use error::AccessError;
 pub use limits::{ChannelSlot, UserLimit, UserLimits, VHostLimit, VHostLimits};
 pub use password::{HashingAlgorithm, PasswordHash};
 pub use permission::{Permission, PermissionInfo, ResourceKind, TopicPermissionInfo};
-pub use sasl::{AuthError, MECHANISMS};
+pub use sasl::{AuthError, DEFAULT_MECHANISMS, KNOWN_MECHANISMS, offered as offered_mechanisms};
 pub use user::{AuthUser, Credentials, Put, UserInfo, UserSpec, tag};
 pub use vhosts::{QueueType, VHostInfo, VHostMetadata};
 
@@ -172,7 +172,24 @@ impl Access {
         peer: IpAddr,
     ) -> Result<AuthUser, AuthError> {
         let (name, password) = sasl::credentials(mechanism, response)?;
-        if password.is_empty() {
+        self.login_with(name, Some(&password), peer)
+    }
+
+    /// SASL EXTERNAL: `name`, taken from the client's verified TLS
+    /// certificate, must be a user; no password is checked (RabbitMQ's
+    /// internal backend with `rabbitmq_auth_mechanism_ssl`).
+    pub fn login_external(&self, name: String, peer: IpAddr) -> Result<AuthUser, AuthError> {
+        self.login_with(name, None, peer)
+    }
+
+    /// The user `name`, with `password` checked when there is one.
+    fn login_with(
+        &self,
+        name: String,
+        password: Option<&str>,
+        peer: IpAddr,
+    ) -> Result<AuthUser, AuthError> {
+        if password.is_some_and(str::is_empty) {
             return Err(AuthError::Refused(format!(
                 "user '{name}' attempted to log in with a blank password, which is prohibited by \
                  the internal authN backend. To use TLS/x509 certificate-based authentication, \
@@ -185,7 +202,10 @@ impl Access {
             let db = self.db.read();
             db.users
                 .get(&name)
-                .filter(|u| u.password.as_ref().is_some_and(|h| h.verify(&password)))
+                .filter(|u| match password {
+                    Some(password) => u.password.as_ref().is_some_and(|h| h.verify(password)),
+                    None => true,
+                })
                 .map(|u| AuthUser {
                     name: name.clone(),
                     tags: u.tags.clone(),

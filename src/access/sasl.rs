@@ -1,16 +1,44 @@
-//! The SASL mechanisms RabbitMQ offers by default: PLAIN and AMQPLAIN.
-//! Each turns a `connection.start-ok` response into a user name and password.
+//! The SASL mechanisms: PLAIN and AMQPLAIN, which RabbitMQ offers by
+//! default and which turn a `connection.start-ok` response into a user name
+//! and password, and EXTERNAL (RabbitMQ's `rabbitmq_auth_mechanism_ssl`),
+//! which takes the user name from the client's TLS certificate and ignores
+//! the response.
 
 use crate::protocol::table::{as_bytes, decode_table};
 
-/// The mechanisms offered in `connection.start`, in RabbitMQ's order.
-pub const MECHANISMS: &str = "PLAIN AMQPLAIN";
+/// RabbitMQ's default `auth_mechanisms`.
+pub const DEFAULT_MECHANISMS: [&str; 2] = ["PLAIN", "AMQPLAIN"];
+
+/// Every mechanism Warren can be configured with.
+pub const KNOWN_MECHANISMS: [&str; 3] = ["PLAIN", "AMQPLAIN", "EXTERNAL"];
+
+/// The mechanisms `connection.start` offers, given the configured ones
+/// (RabbitMQ's `auth_mechanisms`) and whether the connection is TLS. The
+/// order is RabbitMQ's, which lists its registry rather than the
+/// configuration: `PLAIN AMQPLAIN` without the EXTERNAL plugin, `AMQPLAIN
+/// EXTERNAL PLAIN` with it (EXTERNAL only on TLS connections, with or
+/// without a client certificate, as the plugin offers it).
+pub fn offered(configured: &[String], tls: bool) -> Vec<&'static str> {
+    let has = |name: &str| configured.iter().any(|m| m == name);
+    let order: &[&'static str] = if has("EXTERNAL") {
+        &["AMQPLAIN", "EXTERNAL", "PLAIN"]
+    } else {
+        &["PLAIN", "AMQPLAIN"]
+    };
+    order
+        .iter()
+        .copied()
+        .filter(|&name| has(name) && (name != "EXTERNAL" || tls))
+        .collect()
+}
 
 /// Why a login failed. `Refused` texts go to the log, never to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AuthError {
     /// Unknown mechanism name.
     Mechanism(String),
+    /// A mechanism this connection did not offer.
+    NotOffered(String),
     /// The response could not be parsed for the mechanism.
     Malformed(&'static str),
     /// Wrong user or password, a blank password, or a loopback-only user
@@ -84,6 +112,17 @@ mod tests {
             credentials("PLAIN", b"guest"),
             Err(AuthError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn offered_mechanisms_follow_rabbitmq_order() {
+        let default: Vec<String> = DEFAULT_MECHANISMS.iter().map(|m| m.to_string()).collect();
+        assert_eq!(offered(&default, false), ["PLAIN", "AMQPLAIN"]);
+        assert_eq!(offered(&default, true), ["PLAIN", "AMQPLAIN"]);
+        let all: Vec<String> = KNOWN_MECHANISMS.iter().map(|m| m.to_string()).collect();
+        assert_eq!(offered(&all, false), ["AMQPLAIN", "PLAIN"]);
+        assert_eq!(offered(&all, true), ["AMQPLAIN", "EXTERNAL", "PLAIN"]);
+        assert_eq!(offered(&["EXTERNAL".to_string()], true), ["EXTERNAL"]);
     }
 
     #[test]

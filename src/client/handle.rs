@@ -54,6 +54,10 @@ pub struct ConnectionHandle {
     pub vhost: Arc<str>,
     pub frame_max: u32,
     pub capabilities: ClientCapabilities,
+    /// Over TLS: the session's protocol, cipher suite and client
+    /// certificate (what RabbitMQ's management shows as `ssl_*` and
+    /// `peer_cert_*`).
+    pub tls: Option<crate::tls::TlsClient>,
     pub outbox: Arc<Outbox>,
     pub events: UnboundedSender<ConnEvent>,
 }

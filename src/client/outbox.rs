@@ -21,13 +21,14 @@ use std::cell::RefCell;
 use std::io::IoSlice;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use parking_lot::Mutex;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
+use super::socket::SocketWrite;
 use crate::protocol::FrameBuf;
 
 /// Above this many pending bytes a connection gets no more deliveries and its
@@ -52,7 +53,10 @@ struct Pending {
     /// writes; dropped here (with anything still pending) when the writer
     /// ends or the socket fails, so the socket closes even while others
     /// still hold the outbox. Without it, pushed frames are discarded.
-    socket: Option<Arc<OwnedWriteHalf>>,
+    socket: Option<Arc<dyn SocketWrite>>,
+    /// An inline write left bytes in the socket's TLS layer that it could
+    /// not send without waiting: the writer task flushes them.
+    unflushed: bool,
     /// The negotiated heartbeat interval: the writer sends a heartbeat
     /// frame at least every half of it.
     heartbeat: Option<Duration>,
@@ -75,12 +79,13 @@ pub struct Outbox {
 
 impl Outbox {
     /// An outbox writing to `socket`, once [`run_writer`] runs for it.
-    pub fn new(socket: OwnedWriteHalf) -> Self {
+    pub fn new(socket: Arc<dyn SocketWrite>) -> Self {
         Outbox {
             pending_frames: Mutex::new(Pending {
                 frames: FrameBuf::new(),
                 writing: false,
-                socket: Some(Arc::new(socket)),
+                socket: Some(socket),
+                unflushed: false,
                 heartbeat: None,
             }),
             wake_writer: Notify::new(),
@@ -170,7 +175,7 @@ impl Outbox {
     /// hold) the rest.
     pub fn abandon_socket(&self) {
         if let Some(socket) = self.pending_frames.lock().socket.clone() {
-            let _ = reset_on_close(&socket);
+            let _ = socket.reset_on_close();
         }
         self.release_socket();
     }
@@ -185,13 +190,15 @@ impl Outbox {
         self.pending.fetch_sub(bytes, Ordering::Relaxed);
     }
 
-    /// Take everything pending for writing, unless someone is writing already.
+    /// Take everything pending for writing, unless someone is writing
+    /// already; nothing (an empty list) when only a flush is owed.
     fn take(&self) -> Option<Vec<Bytes>> {
         let mut p = self.pending_frames.lock();
-        if p.writing || p.frames.is_empty() || p.socket.is_none() {
+        if p.writing || (p.frames.is_empty() && !p.unflushed) || p.socket.is_none() {
             return None;
         }
         p.writing = true;
+        p.unflushed = false;
         Some(p.frames.take())
     }
 
@@ -247,7 +254,7 @@ impl Outbox {
             p.writing = true;
             (p.frames.len(), p.frames.take(), socket)
         };
-        let (written, unwritten) = match try_write(&socket, batch) {
+        let (written, unwritten) = match try_write(&*socket, batch) {
             Ok(progress) => progress,
             Err(_) => {
                 self.wrote(total, Vec::new());
@@ -255,8 +262,13 @@ impl Outbox {
                 return self.wake_writer.notify_one();
             }
         };
+        // A TLS socket may hold some of it still (TCP never does).
+        let flushed = written == total && try_flush(&*socket);
+        if !flushed {
+            self.pending_frames.lock().unflushed = true;
+        }
         let more = self.wrote(written, unwritten);
-        if more || written < total || self.is_closed() {
+        if more || !flushed || self.is_closed() {
             self.wake_writer.notify_one();
         }
     }
@@ -347,7 +359,7 @@ pub async fn run_writer(outbox: Arc<Outbox>, on_room: impl Fn()) {
         }
         if let Some(batch) = outbox.take() {
             let written: usize = batch.iter().map(Bytes::len).sum();
-            if write_all(&socket, batch).await.is_err() {
+            if write_all(&*socket, batch).await.is_err() {
                 outbox.wrote(written, Vec::new());
                 outbox.failed();
                 on_room();
@@ -381,58 +393,20 @@ pub async fn run_writer(outbox: Arc<Outbox>, on_room: impl Fn()) {
     }
     outbox.release_socket();
     // Half-close: the peer reads EOF after the last frame.
-    let _ = shutdown_write(&socket);
-}
-
-fn shutdown_write(half: &OwnedWriteHalf) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = half.as_ref().as_raw_fd();
-    // SAFETY: `fd` is the open socket `half` owns; shutdown does not
-    // invalidate it (the stream still closes it once, on drop).
-    if unsafe { libc::shutdown(fd, libc::SHUT_WR) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
-/// SO_LINGER 0: closing the socket resets the connection and drops what
-/// the peer has not taken.
-fn reset_on_close(half: &OwnedWriteHalf) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let fd = half.as_ref().as_raw_fd();
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: `fd` is the open socket `half` owns, and the option value is a
-    // `linger` of the size passed.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    let _ = std::future::poll_fn(|cx| socket.poll_shutdown(cx)).await;
 }
 
 /// Write as much of `segments` as the socket takes without waiting: the
 /// bytes written and the segments (or parts) left over.
 fn try_write(
-    socket: &OwnedWriteHalf,
+    socket: &dyn SocketWrite,
     mut segments: Vec<Bytes>,
 ) -> std::io::Result<(usize, Vec<Bytes>)> {
+    let mut cx = Context::from_waker(Waker::noop());
     let mut first = 0;
     let mut total = 0;
     while first < segments.len() {
-        let Some(written) = write_some(socket, &segments[first..])? else {
+        let Poll::Ready(written) = write_some(socket, &mut cx, &segments[first..])? else {
             break;
         };
         total += written;
@@ -442,28 +416,40 @@ fn try_write(
     Ok((total, segments))
 }
 
-/// Write every segment, waiting for the socket whenever it is full.
-async fn write_all(socket: &OwnedWriteHalf, mut segments: Vec<Bytes>) -> std::io::Result<()> {
-    while !segments.is_empty() {
-        socket.writable().await?;
-        segments = try_write(socket, segments)?.1;
-    }
-    Ok(())
+/// Send what the socket's TLS layer holds, without waiting: whether all of
+/// it went (always, for TCP).
+fn try_flush(socket: &dyn SocketWrite) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    // An error shows at the next write.
+    !matches!(socket.poll_flush(&mut cx), Poll::Pending)
 }
 
-/// One non-blocking vectored write of (the first `MAX_IOV` of) `segments`:
-/// the bytes written, or `None` when the socket takes nothing now.
-fn write_some(socket: &OwnedWriteHalf, segments: &[Bytes]) -> std::io::Result<Option<usize>> {
+/// Write every segment, waiting for the socket whenever it is full, then
+/// flush.
+async fn write_all(socket: &dyn SocketWrite, mut segments: Vec<Bytes>) -> std::io::Result<()> {
+    let mut first = 0;
+    while first < segments.len() {
+        let written = std::future::poll_fn(|cx| write_some(socket, cx, &segments[first..])).await?;
+        first = advance(&mut segments, first, written);
+    }
+    std::future::poll_fn(|cx| socket.poll_flush(cx)).await
+}
+
+/// One vectored write of (the first `MAX_IOV` of) `segments`: the bytes
+/// written, or `Pending` when the socket takes nothing now.
+fn write_some(
+    socket: &dyn SocketWrite,
+    cx: &mut Context<'_>,
+    segments: &[Bytes],
+) -> Poll<std::io::Result<usize>> {
     let mut slices = [IoSlice::new(&[]); MAX_IOV];
     let n = segments.len().min(MAX_IOV);
     for (slice, segment) in slices.iter_mut().zip(segments) {
         *slice = IoSlice::new(segment);
     }
-    match socket.try_write_vectored(&slices[..n]) {
-        Ok(0) => Err(std::io::ErrorKind::WriteZero.into()),
-        Ok(n) => Ok(Some(n)),
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(None),
-        Err(e) => Err(e),
+    match socket.poll_write_vectored(cx, &slices[..n]) {
+        Poll::Ready(Ok(0)) => Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+        other => other,
     }
 }
 
@@ -496,7 +482,7 @@ mod tests {
         let (_read, write) = client.expect("connect").into_split();
         // The read half is dropped: only the write half matters here.
         let (peer, _) = accepted.expect("accept");
-        (Arc::new(Outbox::new(write)), peer)
+        (Arc::new(Outbox::new(Arc::new(write))), peer)
     }
 
     async fn read_exactly(peer: &mut TcpStream, n: usize) -> Vec<u8> {
@@ -590,7 +576,7 @@ mod tests {
         let (outbox, peer) = pair().await;
         // The peer resets the connection (SO_LINGER 0, then close).
         let (peer_read, peer_write) = peer.into_split();
-        reset_on_close(&peer_write).expect("SO_LINGER");
+        peer_write.reset_on_close().expect("SO_LINGER");
         drop((peer_read, peer_write));
         let told = Arc::new(AtomicBool::new(false));
         let writer = tokio::spawn(run_writer(outbox.clone(), {

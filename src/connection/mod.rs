@@ -22,28 +22,28 @@ use std::time::Duration;
 use amq_protocol::protocol::{AMQPClass, connection as conn_methods};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::codec::Decoder;
 use tracing::{debug, info, warn};
 
-use crate::access::{AuthError, AuthUser, MECHANISMS};
+use crate::access::{AuthError, AuthUser, KNOWN_MECHANISMS, offered_mechanisms};
 use crate::alarm::AlarmState;
 use crate::amqp_err;
 use crate::broker::Broker;
 use crate::channel::{Channel, ChannelOutcome, Session};
 use crate::client::handle::{ClientCapabilities, ConnEvent, ConnectionHandle};
 use crate::client::outbox::{Batch, Outbox, run_writer};
+use crate::client::socket::ClientSocket;
 use crate::protocol::frame::{
     FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, PROTOCOL_HEADER,
     payload_snippet,
 };
 use crate::protocol::method::{self, Method};
 use crate::protocol::{AmqpError, AmqpResult, Frame, FrameCodec, FrameError, ReplyCode};
+use crate::tls::TlsClient;
 
 /// The RabbitMQ version whose behaviour Warren follows, as announced to clients.
 const COMPATIBLE_VERSION: &str = "3.10.8";
@@ -107,15 +107,16 @@ impl Drop for WriterTask {
     }
 }
 
-/// Serve one accepted socket until it closes.
-pub async fn serve(
-    socket: TcpStream,
+/// Serve one accepted socket (TCP, or TLS after its handshake, with what
+/// the handshake learnt in `tls`) until it closes.
+pub async fn serve<S: ClientSocket>(
+    socket: S,
     peer: SocketAddr,
+    tls: Option<TlsClient>,
     broker: Arc<Broker>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let _ = socket.set_nodelay(true);
-    let (reader, writer) = socket.into_split();
+    let (reader, writer) = socket.split();
     let outbox = Arc::new(Outbox::new(writer));
     let (events_tx, events_rx) = unbounded_channel();
     let mut writer_task = WriterTask({
@@ -125,8 +126,11 @@ pub async fn serve(
             let _ = events.send(ConnEvent::Writable);
         }))
     });
+    let mechanisms = offered_mechanisms(&broker.config.auth_mechanisms, tls.is_some());
     let mut conn = Connection {
         id: broker.next_connection_id(),
+        tls,
+        mechanisms,
         // Until tune-ok, frames are held to the protocol's minimum frame
         // size, as RabbitMQ does (its initial_frame_max).
         codec: FrameCodec::new(FRAME_MIN_SIZE),
@@ -169,6 +173,10 @@ struct Connection {
     broker: Arc<Broker>,
     id: u64,
     peer: SocketAddr,
+    /// Over TLS: the client's certificate, if it sent one.
+    tls: Option<TlsClient>,
+    /// The SASL mechanisms offered in `connection.start`.
+    mechanisms: Vec<&'static str>,
     codec: FrameCodec,
     outbox: Arc<Outbox>,
     events_tx: UnboundedSender<ConnEvent>,
@@ -202,9 +210,9 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(
+    async fn run<R: AsyncRead + Unpin>(
         &mut self,
-        mut reader: OwnedReadHalf,
+        mut reader: R,
         mut events: UnboundedReceiver<ConnEvent>,
         mut shutdown: watch::Receiver<bool>,
     ) {
@@ -282,9 +290,9 @@ impl Connection {
     /// its input waits until the writer catches up. Up to one read buffer
     /// of it is taken meanwhile, unhandled, only so that the end of input
     /// of a client that went away is noticed (it will never read again).
-    async fn wait_for_room(
+    async fn wait_for_room<R: AsyncRead + Unpin>(
         &mut self,
-        reader: &mut OwnedReadHalf,
+        reader: &mut R,
         buf: &mut BytesMut,
         events: &mut UnboundedReceiver<ConnEvent>,
     ) -> Next {
@@ -315,9 +323,9 @@ impl Connection {
 
     /// Wait for input, mail from other tasks, the disk, a deadline, or the
     /// broker's shutdown.
-    async fn wait_for_input(
+    async fn wait_for_input<R: AsyncRead + Unpin>(
         &mut self,
-        reader: &mut OwnedReadHalf,
+        reader: &mut R,
         buf: &mut BytesMut,
         events: &mut UnboundedReceiver<ConnEvent>,
         durable: &mut watch::Receiver<u64>,
@@ -808,7 +816,7 @@ impl Connection {
                 version_major: 0,
                 version_minor: 9,
                 server_properties: props,
-                mechanisms: LongString::from(MECHANISMS),
+                mechanisms: LongString::from(self.mechanisms.join(" ")),
                 locales: LongString::from("en_US"),
             },
         )));
@@ -872,11 +880,7 @@ impl Connection {
             .get("connection_name")
             .and_then(crate::protocol::table::as_text);
         let mechanism = start_ok.mechanism.as_str();
-        match self
-            .broker
-            .access
-            .login(mechanism, start_ok.response.as_bytes(), self.peer.ip())
-        {
+        match self.login(mechanism, start_ok.response.as_bytes()) {
             Ok(user) => {
                 self.user = Some(user);
                 let config = &self.broker.config;
@@ -893,6 +897,11 @@ impl Connection {
             Err(AuthError::Mechanism(name)) => Err(amqp_err!(
                 CommandInvalid,
                 "unknown authentication mechanism '{name}'"
+            )
+            .in_method(10, 11)),
+            Err(AuthError::NotOffered(name)) => Err(amqp_err!(
+                CommandInvalid,
+                "invalid authentication mechanism '{name}'"
             )
             .in_method(10, 11)),
             Err(AuthError::Malformed(why)) => {
@@ -914,6 +923,40 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// The user a `start-ok` logs in as. A mechanism Warren knows but did
+    /// not offer here is refused as RabbitMQ refuses it (EXTERNAL over
+    /// plain TCP, say).
+    fn login(&self, mechanism: &str, response: &[u8]) -> Result<AuthUser, AuthError> {
+        if !self.mechanisms.contains(&mechanism) {
+            // RabbitMQ knows the mechanisms it has loaded: EXTERNAL only
+            // with its plugin, here with EXTERNAL configured.
+            let configured = &self.broker.config.auth_mechanisms;
+            let known = KNOWN_MECHANISMS.contains(&mechanism)
+                && (mechanism != "EXTERNAL" || configured.iter().any(|m| m == "EXTERNAL"));
+            return Err(if known {
+                AuthError::NotOffered(mechanism.to_string())
+            } else {
+                AuthError::Mechanism(mechanism.to_string())
+            });
+        }
+        let access = &self.broker.access;
+        if mechanism != "EXTERNAL" {
+            return access.login(mechanism, response, self.peer.ip());
+        }
+        // SASL EXTERNAL ignores the response: the name is the certificate's.
+        let certificate = self.tls.as_ref().and_then(|tls| tls.certificate.as_ref());
+        let Some(certificate) = certificate else {
+            return Err(AuthError::Refused(
+                "connection peer presented no TLS (x.509) certificate".to_string(),
+            ));
+        };
+        let from = self.broker.config.ssl_cert_login_from;
+        let Some(name) = certificate.login_name(from) else {
+            return Err(AuthError::Refused("no name found".to_string()));
+        };
+        access.login_external(name, self.peer.ip())
     }
 
     fn on_tune_ok(&mut self, tune_ok: conn_methods::TuneOk) -> AmqpResult<()> {
@@ -955,6 +998,7 @@ impl Connection {
             vhost: Arc::from(vhost_name),
             frame_max: self.frame_max,
             capabilities: self.capabilities,
+            tls: self.tls.clone(),
             outbox: self.outbox.clone(),
             events: self.events_tx.clone(),
         });
