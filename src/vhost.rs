@@ -16,6 +16,7 @@ use crate::amqp_err;
 use crate::exchange::delayed::{self, Delayer};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::Message;
+use crate::policy::{Policy, PolicyKind, PolicySet};
 use crate::protocol::table::{describe_value, equivalent, lookup, value_text};
 use crate::protocol::{AmqpResult, Properties};
 use crate::queue::storage::QueueStorage;
@@ -181,6 +182,8 @@ pub struct VHost {
     timers: Option<Timers>,
     /// Direct reply-to consumers by the suffix of their reply address.
     replies: Mutex<HashMap<String, ReplyConsumer>>,
+    /// Policies and operator policies. Lock order: topology, then this.
+    policies: RwLock<PolicySet>,
     me: Weak<VHost>,
 }
 
@@ -207,6 +210,7 @@ impl VHost {
             max_in_memory,
             timers,
             replies: Mutex::new(HashMap::new()),
+            policies: RwLock::new(PolicySet::default()),
             me: me.clone(),
         })
     }
@@ -370,6 +374,7 @@ impl VHost {
         if delayed {
             exchange = exchange.with_delayer(self.delayer(&name, spec.durable));
         }
+        exchange.set_policy(self.policies.read().for_exchange(&name));
         if let (Some(store), true) = (&self.store, exchange.durable) {
             store.put_exchange(&self.exchange_record(&exchange));
         }
@@ -554,6 +559,9 @@ impl VHost {
             return self.declare_queue(spec, connection, guard);
         }
         let name: Arc<str> = Arc::from(spec.name.as_str());
+        // Read under the topology lock, so a policy change either sees this
+        // queue or is seen by it.
+        let applied = self.policies.read().for_queue(&name, args.queue_type);
         let storage = match &self.store {
             Some(store) => Some(
                 QueueStorage::new(store.clone(), store.next_id(), durable).map_err(|e| {
@@ -578,6 +586,7 @@ impl VHost {
             max_in_memory: self.max_in_memory,
             republish: self.me.clone(),
             timers: self.timers.clone(),
+            applied,
         });
         if let (Some(store), Some(id), true) = (&self.store, queue.storage_id(), durable) {
             store.put_queue(&QueueRecord {
@@ -773,6 +782,7 @@ impl VHost {
             delayer.recover();
             exchange = exchange.with_delayer(delayer);
         }
+        exchange.set_policy(self.policies.read().for_exchange(&name));
         self.topology.write().exchanges.insert(name, exchange);
     }
 
@@ -787,6 +797,7 @@ impl VHost {
         let description = self.queue_desc(&record.name);
         // Stored arguments were valid when declared; read them leniently.
         let args = QueueArgs::parse(&record.arguments, &description).unwrap_or_default();
+        let applied = self.policies.read().for_queue(&name, args.queue_type);
         let queue = Queue::new(QueueOptions {
             name: name.clone(),
             vhost: self.name.clone(),
@@ -799,6 +810,7 @@ impl VHost {
             max_in_memory: self.max_in_memory,
             republish: self.me.clone(),
             timers: self.timers.clone(),
+            applied,
         });
         self.topology.write().queues.insert(name, queue.clone());
         Ok(queue)
@@ -989,6 +1001,66 @@ impl VHost {
             queues.sort_by_key(|q| Arc::as_ptr(q) as usize);
             queues.dedup_by(|a, b| Arc::ptr_eq(a, b));
         }
+    }
+
+    // ---- policies --------------------------------------------------------
+
+    /// Add or replace a policy and apply the policies again to every queue
+    /// and exchange (the broker stores it first).
+    pub fn put_policy(&self, policy: Policy) {
+        self.policies.write().put(policy);
+        self.apply_policies();
+    }
+
+    /// Remove a policy; returns whether there was one by that name.
+    pub fn remove_policy(&self, kind: PolicyKind, name: &str) -> bool {
+        let removed = self.policies.write().remove(kind, name);
+        if removed {
+            self.apply_policies();
+        }
+        removed
+    }
+
+    /// The policies of `kind`, in precedence order.
+    pub fn policies(&self, kind: PolicyKind) -> Vec<Arc<Policy>> {
+        self.policies.read().list(kind).to_vec()
+    }
+
+    /// Recompute which policy applies to each exchange and queue, and
+    /// apply what changed. Runs when a policy changes, never per message.
+    fn apply_policies(&self) {
+        let set = self.policies.read().clone();
+        let queues = {
+            let mut topo = self.topology.write();
+            for exchange in topo.exchanges.values_mut() {
+                if exchange.name.is_empty() {
+                    continue;
+                }
+                let policy = set.for_exchange(&exchange.name);
+                let same = match (&policy, exchange.policy()) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    _ => false,
+                };
+                if !same {
+                    exchange.set_policy(policy);
+                }
+            }
+            topo.queues.values().cloned().collect::<Vec<_>>()
+        };
+        // Outside the topology lock: applying may dead-letter, which routes.
+        for queue in queues {
+            queue.apply_policies(set.for_queue(&queue.name, queue.args.queue_type));
+        }
+    }
+
+    /// The policy that applies to exchange `name`, if any.
+    pub fn exchange_policy(&self, name: &str) -> Option<Arc<Policy>> {
+        self.topology
+            .read()
+            .exchanges
+            .get(name)
+            .and_then(|x| x.policy().cloned())
     }
 
     // ---- listing ---------------------------------------------------------
