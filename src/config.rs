@@ -128,6 +128,13 @@ pub struct Config {
     /// Free disk space below which publishers are blocked, as a size (50MB).
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value = "50MB", value_parser = size_arg)]
     pub disk_free_limit: String,
+
+    /// A definitions file in RabbitMQ's JSON format (users, vhosts,
+    /// permissions, policies, queues, exchanges, bindings), imported at
+    /// every start (RabbitMQ's load_definitions). The broker does not start
+    /// if the file is invalid.
+    #[arg(long, env = "WARREN_DEFINITIONS")]
+    pub definitions: Option<PathBuf>,
 }
 
 /// How log lines are written.

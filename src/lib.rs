@@ -16,6 +16,7 @@
 //!   traits it is handed: `ConsumerChannel` (a consumer's channel) and
 //!   `Republish` (its virtual host: dead letters, expiry).
 //! - [`policy`]: policies and operator policies: which applies, effective arguments.
+//! - [`definitions`]: RabbitMQ's definitions JSON: export, checked import.
 //! - [`access`]: users, password hashes, SASL, permissions, limits: who may do what.
 //! - [`store`]: durable state in sled, group commit of confirms.
 //! - [`stream`]: stream queues' append-only segment log: append, flush, readers, retention.
@@ -36,6 +37,7 @@ pub mod channel;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod definitions;
 pub mod exchange;
 pub mod logging;
 pub mod message;

@@ -1070,6 +1070,42 @@ impl VHost {
         self.topology.read().queues.values().cloned().collect()
     }
 
+    /// Every exchange but the default one, with whether it is durable (for
+    /// definitions and listing), by name.
+    pub fn exchanges(&self) -> Vec<(ExchangeRecord, bool)> {
+        let topo = self.topology.read();
+        let mut all: Vec<(ExchangeRecord, bool)> = topo
+            .exchanges
+            .values()
+            .filter(|x| !x.name.is_empty())
+            .map(|x| (self.exchange_record(x), x.durable))
+            .collect();
+        all.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        all
+    }
+
+    /// Every binding (the default exchange's implicit ones aside).
+    pub fn bindings(&self) -> Vec<BindingRecord> {
+        let topo = self.topology.read();
+        let mut names: Vec<&Arc<str>> = topo.exchanges.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|name| topo.exchanges.get(name))
+            .flat_map(|x| x.bindings().iter().map(|b| self.binding_record(&x.name, b)))
+            .collect()
+    }
+
+    /// Whether an exchange named `name` exists.
+    pub fn has_exchange(&self, name: &str) -> bool {
+        self.topology.read().exchanges.contains_key(name)
+    }
+
+    /// Whether a queue named `name` exists.
+    pub fn has_queue(&self, name: &str) -> bool {
+        self.topology.read().queues.contains_key(name)
+    }
+
     /// Whether `name` is a topic exchange (whose binding keys topic
     /// permissions govern).
     pub fn is_topic_exchange(&self, name: &str) -> bool {
