@@ -179,6 +179,13 @@ pub struct Config {
         default_value_t = crate::tls::CertLoginFrom::DistinguishedName
     )]
     pub ssl_cert_login_from: crate::tls::CertLoginFrom,
+
+    /// A definitions file in RabbitMQ's JSON format (users, vhosts,
+    /// permissions, policies, queues, exchanges, bindings), imported at
+    /// every start (RabbitMQ's load_definitions). The broker does not start
+    /// if the file is invalid.
+    #[arg(long, env = "WARREN_DEFINITIONS")]
+    pub definitions: Option<PathBuf>,
 }
 
 /// How log lines are written.

@@ -15,6 +15,8 @@
 //! - [`queue`]: ready messages, consumers, delivery and settlement; the
 //!   traits it is handed: `ConsumerChannel` (a consumer's channel) and
 //!   `Republish` (its virtual host: dead letters, expiry).
+//! - [`policy`]: policies and operator policies: which applies, effective arguments.
+//! - [`definitions`]: RabbitMQ's definitions JSON: export, checked import.
 //! - [`access`]: users, password hashes, SASL, permissions, limits: who may do what.
 //! - [`store`]: durable state in sled, group commit of confirms.
 //! - [`stream`]: stream queues' append-only segment log: append, flush, readers, retention.
@@ -37,9 +39,11 @@ pub mod channel;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod definitions;
 pub mod exchange;
 pub mod logging;
 pub mod message;
+pub mod policy;
 pub mod protocol;
 pub mod queue;
 pub mod server;

@@ -48,10 +48,9 @@ impl Server {
         .transpose()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         // Recovery reads the store: off the async workers.
-        let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+        let broker = tokio::task::spawn_blocking(move || open_broker(config))
             .await
-            .map_err(io::Error::other)?
-            .map_err(io::Error::other)?;
+            .map_err(io::Error::other)??;
         let broker = Arc::new(broker);
         let listener = TcpListener::bind(broker.config.listen).await?;
         let local_addr = listener.local_addr()?;
@@ -216,4 +215,25 @@ async fn serve_tls(
         Ok(Err(e)) => warn!(peer = %peer, "TLS handshake failed: {e}"),
         Err(_) => warn!(peer = %peer, "TLS handshake timed out"),
     }
+}
+
+/// Open the broker, then import the definitions file it is configured
+/// with, if any (at every start, as RabbitMQ's `load_definitions`).
+fn open_broker(config: Config) -> io::Result<Broker> {
+    let broker = Broker::open(config).map_err(io::Error::other)?;
+    if let Some(path) = broker.config.definitions.clone() {
+        let imported = crate::definitions::load_file(&broker, &path)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        info!(
+            "imported definitions from {}: {} users, {} vhosts, {} policies, {} queues, {} exchanges, {} bindings",
+            path.display(),
+            imported.users,
+            imported.vhosts,
+            imported.policies,
+            imported.queues,
+            imported.exchanges,
+            imported.bindings
+        );
+    }
+    Ok(broker)
 }
