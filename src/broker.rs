@@ -23,6 +23,7 @@ use crate::alarm::Alarms;
 use crate::amqp_err;
 use crate::client::handle::{ConnEvent, ConnectionHandle, shutdown_error};
 use crate::config::Config;
+use crate::metrics::counters;
 use crate::protocol::{AmqpError, AmqpResult, ReplyCode};
 use crate::store::{Store, StoreError};
 use crate::timer::{TimerEvents, Timers};
@@ -303,6 +304,7 @@ impl Broker {
             handle.send(ConnEvent::Close(shutdown_error()));
         }
         registry.open.insert(handle.id, handle);
+        counters::CONNECTIONS_OPENED.inc();
         Ok((vhost, channels))
     }
 
@@ -317,6 +319,7 @@ impl Broker {
         let Some(handle) = registry.open.remove(&id) else {
             return;
         };
+        counters::CONNECTIONS_CLOSED.inc();
         if let Some(count) = registry.per_vhost.get_mut(&handle.vhost) {
             *count -= 1;
             if *count == 0 {

@@ -24,6 +24,8 @@
 //! - [`timer`]: deadlines: message and queue expiry, delayed messages.
 //! - [`alarm`]: memory and disk alarms that block publishers.
 //! - [`protocol`]: the wire: frames, methods, properties, field tables, reply codes.
+//! - [`metrics`]: Prometheus metrics under RabbitMQ's names, and the
+//!   broker-wide counters behind them.
 //! - [`config`]: flags and environment variables.
 //! - [`logging`]: log output (text or JSON) that never takes the broker down.
 //! - [`util`]: small helpers with no better home.
@@ -38,6 +40,7 @@ pub mod connection;
 pub mod exchange;
 pub mod logging;
 pub mod message;
+pub mod metrics;
 pub mod protocol;
 pub mod queue;
 pub mod server;
