@@ -27,6 +27,7 @@
 //! - [`metrics`]: Prometheus metrics under RabbitMQ's names, and the
 //!   broker-wide counters behind them.
 //! - [`config`]: flags and environment variables.
+//! - [`ctl`]: `warren ctl`, a client of the management HTTP API.
 //! - [`logging`]: log output (text or JSON) that never takes the broker down.
 //! - [`util`]: small helpers with no better home.
 
@@ -37,6 +38,7 @@ pub mod channel;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod ctl;
 pub mod exchange;
 pub mod logging;
 pub mod message;

@@ -1,10 +1,15 @@
-//! The `warren` command: parse flags, start the broker, stop it on SIGINT or SIGTERM.
+//! The `warren` command: parse flags, start the broker, stop it on SIGINT or
+//! SIGTERM; or, as `warren ctl ...`, manage a running broker over HTTP.
 
 use std::io::Write;
 
 use warren::{Config, Server};
 
 fn main() -> std::process::ExitCode {
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|first| first == "ctl") {
+        return warren::ctl::main(args);
+    }
     limit_malloc_arenas();
     let config = Config::from_args_and_env();
     warren::logging::init(config.log_format, &config.log_level);
