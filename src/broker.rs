@@ -24,6 +24,7 @@ use crate::amqp_err;
 use crate::client::handle::{ConnEvent, ConnectionHandle, shutdown_error};
 use crate::config::Config;
 use crate::policy::{Policy, PolicyError, PolicyKind};
+use crate::metrics::counters;
 use crate::protocol::{AmqpError, AmqpResult, ReplyCode};
 use crate::store::access::{AccessChange, PolicyRecord};
 use crate::store::{Store, StoreError};
@@ -412,6 +413,7 @@ impl Broker {
             handle.send(ConnEvent::Close(shutdown_error()));
         }
         registry.open.insert(handle.id, handle);
+        counters::CONNECTIONS_OPENED.inc();
         Ok((vhost, channels))
     }
 
@@ -426,6 +428,7 @@ impl Broker {
         let Some(handle) = registry.open.remove(&id) else {
             return;
         };
+        counters::CONNECTIONS_CLOSED.inc();
         if let Some(count) = registry.per_vhost.get_mut(&handle.vhost) {
             *count -= 1;
             if *count == 0 {

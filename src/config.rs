@@ -16,7 +16,8 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 #[command(
     name = "warren",
     version,
-    about = "An AMQP 0-9-1 broker that speaks RabbitMQ's wire protocol"
+    about = "An AMQP 0-9-1 broker that speaks RabbitMQ's wire protocol",
+    after_help = "`warren ctl --help` lists the commands that manage a running broker."
 )]
 pub struct Config {
     /// Address and port to accept AMQP connections on.
@@ -186,6 +187,19 @@ pub struct Config {
     /// if the file is invalid.
     #[arg(long, env = "WARREN_DEFINITIONS")]
     pub definitions: Option<PathBuf>,
+
+    /// Address and port to serve Prometheus metrics on (`/metrics` and
+    /// `/metrics/per-object`, as RabbitMQ's rabbitmq_prometheus plugin).
+    #[arg(
+        long,
+        env = "WARREN_PROMETHEUS_LISTEN",
+        default_value = "0.0.0.0:15692"
+    )]
+    pub prometheus_listen: SocketAddr,
+
+    /// Serve no Prometheus metrics.
+    #[arg(long, env = "WARREN_NO_PROMETHEUS", default_value_t = false)]
+    pub no_prometheus: bool,
 }
 
 /// How log lines are written.
@@ -266,6 +280,7 @@ impl Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.into(),
+            prometheus_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Config::default()
         }
     }

@@ -28,7 +28,10 @@
 //! - [`protocol`]: the wire: frames, methods, properties, field tables, reply codes.
 //! - [`tls`]: AMQPS: certificates, client verification, the handshake, and
 //!   the certificate subject SASL EXTERNAL logs in with.
+//! - [`metrics`]: Prometheus metrics under RabbitMQ's names, and the
+//!   broker-wide counters behind them.
 //! - [`config`]: flags and environment variables.
+//! - [`ctl`]: `warren ctl`, a client of the management HTTP API.
 //! - [`logging`]: log output (text or JSON) that never takes the broker down.
 //! - [`util`]: small helpers with no better home.
 
@@ -39,10 +42,12 @@ pub mod channel;
 pub mod client;
 pub mod config;
 pub mod connection;
+pub mod ctl;
 pub mod definitions;
 pub mod exchange;
 pub mod logging;
 pub mod message;
+pub mod metrics;
 pub mod policy;
 pub mod protocol;
 pub mod queue;

@@ -1,4 +1,5 @@
-//! The `warren` command: parse flags, start the broker, stop it on SIGINT or SIGTERM.
+//! The `warren` command: parse flags, start the broker, stop it on SIGINT or
+//! SIGTERM; or, as `warren ctl ...`, manage a running broker over HTTP.
 
 use std::io::Write;
 
@@ -55,6 +56,10 @@ fn export_definitions(args: impl Iterator<Item = std::ffi::OsString>) -> std::pr
 }
 
 fn main() -> std::process::ExitCode {
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|first| first == "ctl") {
+        return warren::ctl::main(args);
+    }
     limit_malloc_arenas();
     if std::env::args_os()
         .nth(1)

@@ -9,13 +9,14 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::alarm;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::connection;
 use crate::tls::{Tls, TlsOptions};
+use crate::metrics::MetricsServer;
 
 /// How long shutdown waits for connections to finish their close handshake.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -28,6 +29,7 @@ pub struct Server {
     broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     acceptors: Vec<tokio::task::JoinHandle<()>>,
+    metrics: Option<MetricsServer>,
 }
 
 impl Server {
@@ -76,6 +78,7 @@ impl Server {
         if let Some(events) = broker.take_timer_events() {
             tokio::spawn(crate::timer::run(events));
         }
+        let metrics = start_metrics(&broker, signal.clone()).await;
         let mut acceptors = vec![tokio::spawn(accept_loop(
             listener,
             None,
@@ -96,6 +99,7 @@ impl Server {
             broker,
             shutdown,
             acceptors,
+            metrics,
         })
     }
 
@@ -107,6 +111,12 @@ impl Server {
     /// The address the TLS listener is bound to, when TLS is configured.
     pub fn tls_local_addr(&self) -> Option<SocketAddr> {
         self.tls_local_addr
+    }
+
+    /// Where Prometheus metrics are served, unless they are off or their
+    /// port could not be bound.
+    pub fn prometheus_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(MetricsServer::local_addr)
     }
 
     /// The broker behind this server.
@@ -155,6 +165,30 @@ fn alarm_monitor(
         on_change,
         stop,
     )
+}
+
+/// The Prometheus listener, unless turned off. A port that cannot be bound
+/// is logged and the broker runs without metrics: they are an aid, and a
+/// second broker on the same machine (tests, a developer's two checkouts)
+/// should still start.
+async fn start_metrics(broker: &Arc<Broker>, stop: watch::Receiver<bool>) -> Option<MetricsServer> {
+    if broker.config.no_prometheus {
+        return None;
+    }
+    let addr = broker.config.prometheus_listen;
+    match MetricsServer::start(addr, broker, stop).await {
+        Ok(server) => {
+            info!(
+                "serving Prometheus metrics on http://{}/metrics",
+                server.local_addr()
+            );
+            Some(server)
+        }
+        Err(e) => {
+            error!("cannot serve Prometheus metrics on {addr}: {e}");
+            None
+        }
+    }
 }
 
 /// Accept connections on `listener` (AMQPS with `tls`) until the broker

@@ -18,6 +18,7 @@ use crate::exchange::sources::Sources;
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::Message;
 use crate::policy::{Policy, PolicyKind, PolicySet};
+use crate::metrics::counters;
 use crate::protocol::table::{describe_value, equivalent, lookup, value_text};
 use crate::protocol::{AmqpResult, Properties};
 use crate::queue::storage::QueueStorage;
@@ -557,6 +558,7 @@ impl VHost {
             // Counting may expire (and dead-letter) messages: not under the
             // topology lock.
             let (messages, consumers) = queue.counts();
+            counters::QUEUES_DECLARED.inc();
             return Ok((queue, false, messages, consumers));
         }
         let queues = self.topology.read().queues.len();
@@ -622,6 +624,8 @@ impl VHost {
             });
         }
         topo.queues.insert(name, queue.clone());
+        counters::QUEUES_DECLARED.inc();
+        counters::QUEUES_CREATED.inc();
         Ok((queue, true, 0, 0))
     }
 
@@ -673,6 +677,7 @@ impl VHost {
 
     fn remove_queue(&self, topo: &mut Topology, queue: &Arc<Queue>) -> (u32, Vec<Arc<Consumer>>) {
         topo.queues.remove(&queue.name);
+        counters::QUEUES_DELETED.inc();
         self.unbind_everywhere(topo, Destination::Queue(queue.clone()), queue.durable);
         queue.mark_deleted()
     }

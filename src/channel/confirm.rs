@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 
+use crate::metrics::counters;
 use crate::protocol::FrameBuf;
 use crate::protocol::method::put_confirm_args;
 
@@ -110,13 +111,19 @@ impl Confirms {
                 return;
             }
             let mut last = first;
+            let mut run = 1;
             self.outstanding.pop_front();
             while let Some(&(seq, next)) = self.outstanding.front() {
                 if next != outcome {
                     break;
                 }
                 last = seq;
+                run += 1;
                 self.outstanding.pop_front();
+            }
+            if outcome == Outcome::Ack {
+                // Once per frame, not per message.
+                counters::CONFIRMED.add(run);
             }
             let method_id = if outcome == Outcome::Ack { 80 } else { 120 };
             let multiple = last != first;

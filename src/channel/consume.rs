@@ -10,6 +10,7 @@ use super::publish::REPLY_TO;
 use super::{Channel, Session, Settle, settle_unacked};
 use crate::access::{Permission, ResourceKind};
 use crate::amqp_err;
+use crate::metrics::counters;
 use crate::protocol::AmqpResult;
 use crate::protocol::method::put_get_ok_args;
 use crate::protocol::table::{as_i128, lookup, type_name};
@@ -195,14 +196,21 @@ impl Channel {
                 });
                 out.put_content(link.id, properties.raw(), &msg.body, frame_max);
             });
+            let queue_type = queue.args.queue_type;
+            if message.redelivered {
+                counters::REDELIVERED.inc(queue_type);
+            }
             if no_ack {
+                counters::DELIVERED_GET_AUTO_ACK.inc(queue_type);
                 Some(message)
             } else {
+                counters::DELIVERED_GET_MANUAL_ACK.inc(queue_type);
                 deliveries.record_get(tag, queue.clone(), message);
                 None
             }
         });
         if !got {
+            counters::GET_EMPTY.inc(queue.args.queue_type);
             s.send(
                 self.id,
                 AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),

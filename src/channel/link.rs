@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use crate::amqp_err;
 use crate::client::handle::{ConnEvent, ConnectionHandle};
 use crate::message::{Message, QueuedMessage};
+use crate::metrics::counters;
 use crate::protocol::method::put_deliver_args;
 use crate::protocol::{AmqpResult, Properties};
 use crate::queue::{Consumer, ConsumerChannel, Delivery, Queue};
@@ -53,9 +54,15 @@ impl ChannelLink {
         let msg = &message.message;
         let properties = wire.unwrap_or(&msg.properties);
         self.write_deliver(&consumer.tag, tag, message.redelivered, msg, properties);
+        let queue_type = queue.args.queue_type;
+        if message.redelivered {
+            counters::REDELIVERED.inc(queue_type);
+        }
         if consumer.no_ack {
+            counters::DELIVERED_CONSUME_AUTO_ACK.inc(queue_type);
             return Some(message);
         }
+        counters::DELIVERED_CONSUME_MANUAL_ACK.inc(queue_type);
         consumer.add_unacked();
         deliveries.global_unacked += 1;
         deliveries.unacked.push_back(Unacked {

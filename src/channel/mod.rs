@@ -33,6 +33,7 @@ use crate::access::{AuthUser, ChannelSlot, Permission, PermissionCache, Resource
 use crate::amqp_err;
 use crate::broker::Broker;
 use crate::client::handle::ConnectionHandle;
+use crate::metrics::counters;
 use crate::protocol::frame::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
 use crate::protocol::method::{self, Method, Publish};
 use crate::protocol::{AmqpError, AmqpResult, Frame, Properties};
@@ -226,6 +227,8 @@ pub struct Channel {
     permissions: PermissionCache,
     /// Counts the channel against its user's `max-channels` while it lives.
     _slot: ChannelSlot,
+    /// Counts the channel in `rabbitmq_channels` while it lives.
+    _open: counters::OpenChannel,
 }
 
 impl Channel {
@@ -262,6 +265,7 @@ impl Channel {
             reply: None,
             permissions: PermissionCache::default(),
             _slot: slot,
+            _open: counters::OpenChannel::new(),
         })
     }
 
@@ -673,7 +677,10 @@ fn settle_unacked(items: Vec<Unacked>, how: Settle) {
             }
         }
         match how {
-            Settle::Ack => queue.ack(batch),
+            Settle::Ack => {
+                counters::ACKNOWLEDGED.add(queue.args.queue_type, batch.len() as u64);
+                queue.ack(batch)
+            }
             Settle::Requeue => queue.requeue(batch),
             Settle::Discard => queue.discard(batch),
         }

@@ -10,6 +10,7 @@ use super::{Channel, Session};
 use crate::access::{AuthUser, Permission, ResourceKind, tag};
 use crate::amqp_err;
 use crate::message::{Message, ROUTING_HEADERS, SharedMessage};
+use crate::metrics::counters;
 use crate::protocol::method::{Publish, put_return_args};
 use crate::protocol::properties::Field;
 use crate::protocol::{AmqpResult, Properties, ReplyCode};
@@ -39,6 +40,10 @@ impl Channel {
         properties: Properties,
         body: Bytes,
     ) -> AmqpResult<()> {
+        counters::RECEIVED.inc();
+        if self.confirms.is_some() {
+            counters::RECEIVED_CONFIRM.inc();
+        }
         if publish.immediate {
             return Err(amqp_err!(NotImplemented, "immediate=true"));
         }
@@ -151,10 +156,14 @@ impl Channel {
     ) -> Outcome {
         if queues.is_empty() {
             if mandatory {
+                counters::UNROUTABLE_RETURNED.inc();
                 self.basic_return(s, message, ReplyCode::NoRoute, "NO_ROUTE");
+            } else {
+                counters::UNROUTABLE_DROPPED.inc();
             }
             return Outcome::Ack;
         }
+        counters::ROUTED.add(queues.len() as u64);
         let mut outcome = Outcome::Ack;
         for queue in queues {
             let published = queue.publish(message.clone());

@@ -46,7 +46,7 @@ use crate::protocol::{AmqpError, AmqpResult, Frame, FrameCodec, FrameError, Repl
 use crate::tls::TlsClient;
 
 /// The RabbitMQ version whose behaviour Warren follows, as announced to clients.
-const COMPATIBLE_VERSION: &str = "3.10.8";
+pub const COMPATIBLE_VERSION: &str = "3.10.8";
 
 /// How long a closed connection keeps its socket for the client to close,
 /// at most (RabbitMQ's `CLOSING_TIMEOUT`); with heartbeats of a shorter
@@ -1178,7 +1178,7 @@ fn unknown_frame(frame: &Frame) -> AmqpError {
     )
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .unwrap_or_else(|_| "localhost".to_string())

@@ -75,6 +75,16 @@ pub struct Queue {
     state: Mutex<QueueState>,
 }
 
+/// A queue's counts at one instant ([`Queue::depth`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    pub ready: u64,
+    pub unacked: u64,
+    pub consumers: u64,
+    /// Body bytes of the ready messages.
+    pub ready_bytes: u64,
+}
+
 #[derive(Debug, Default)]
 struct QueueState {
     /// The declared arguments with the policies applied; replaced when a
@@ -227,6 +237,18 @@ impl Queue {
 
     pub fn consumer_count(&self) -> u32 {
         self.state.lock().consumers.len() as u32
+    }
+
+    /// What monitoring reports of this queue. Unlike [`Queue::counts`] it
+    /// is not a use of the queue (`x-expires`) and expires nothing.
+    pub fn depth(&self) -> QueueDepth {
+        let st = self.state.lock();
+        QueueDepth {
+            ready: st.ready.len() as u64,
+            unacked: st.unacked as u64,
+            consumers: st.consumers.len() as u64,
+            ready_bytes: st.ready.body_bytes() as u64,
+        }
     }
 
     /// Ready and consumer counts at once; counts as a use (`x-expires`).
