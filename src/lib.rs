@@ -15,6 +15,8 @@
 //! - [`queue`]: ready messages, consumers, delivery and settlement; the
 //!   traits it is handed: `ConsumerChannel` (a consumer's channel) and
 //!   `Republish` (its virtual host: dead letters, expiry).
+//! - [`http`]: the management HTTP API (RabbitMQ's) and the web UI.
+//! - [`stats`]: message counters and rates for the management API.
 //! - [`access`]: users, password hashes, SASL, permissions, limits: who may do what.
 //! - [`store`]: durable state in sled, group commit of confirms.
 //! - [`stream`]: stream queues' append-only segment log: append, flush, readers, retention.
@@ -36,11 +38,13 @@ pub mod client;
 pub mod config;
 pub mod connection;
 pub mod exchange;
+pub mod http;
 pub mod logging;
 pub mod message;
 pub mod protocol;
 pub mod queue;
 pub mod server;
+pub mod stats;
 pub mod store;
 pub mod stream;
 pub mod timer;

@@ -22,6 +22,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 pub struct Server {
     local_addr: SocketAddr,
+    /// The management API's address, when it is served.
+    management_addr: Option<SocketAddr>,
     broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     acceptor: Option<tokio::task::JoinHandle<()>>,
@@ -56,9 +58,14 @@ impl Server {
         if let Some(events) = broker.take_timer_events() {
             tokio::spawn(crate::timer::run(events));
         }
+        let management_addr = match broker.config.no_management {
+            true => None,
+            false => Some(start_management(&broker, local_addr, signal.clone()).await?),
+        };
         let acceptor = tokio::spawn(accept_loop(listener, broker.clone(), signal));
         Ok(Server {
             local_addr,
+            management_addr,
             broker,
             shutdown,
             acceptor: Some(acceptor),
@@ -68,6 +75,12 @@ impl Server {
     /// The address the listener is bound to (with the real port when 0 was asked).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The management API's address (with the real port when 0 was
+    /// asked), unless `--no-management`.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management_addr
     }
 
     /// The broker behind this server.
@@ -96,6 +109,26 @@ impl Drop for Server {
         let _ = self.shutdown.send(true);
         self.broker.close_connections();
     }
+}
+
+/// Bind the management listener and serve the API, the UI and the rate
+/// sampler until `stop`.
+async fn start_management(
+    broker: &Arc<Broker>,
+    amqp: SocketAddr,
+    stop: watch::Receiver<bool>,
+) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind(broker.config.management_listen).await?;
+    let addr = listener.local_addr()?;
+    info!("management API and UI on http://{addr}/");
+    let state = crate::http::AppState::new(broker.clone(), amqp, addr);
+    tokio::spawn(crate::http::sampler::run(broker.clone(), stop.clone()));
+    tokio::spawn(async move {
+        if let Err(e) = crate::http::serve(listener, state, stop).await {
+            warn!("management server stopped: {e}");
+        }
+    });
+    Ok(addr)
 }
 
 /// The resource alarm monitor of `broker`; alarm changes reach its

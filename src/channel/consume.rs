@@ -16,8 +16,15 @@ use crate::protocol::table::{as_i128, lookup, type_name};
 use crate::queue::{Consumer, ConsumerRemoval};
 use crate::util::generated_name;
 use crate::vhost::ReplyChannel;
+use std::sync::atomic::Ordering::Relaxed;
 
 impl Channel {
+    /// Tell the management API how many consumers the channel has.
+    pub(super) fn count_consumers(&self) {
+        let count = u16::try_from(self.consumers.len()).unwrap_or(u16::MAX);
+        self.link.stats.consumer_count.store(count, Relaxed);
+    }
+
     pub(super) fn qos(
         &mut self,
         s: &Session,
@@ -36,6 +43,11 @@ impl Channel {
         self.link.deliveries.lock().global_prefetch = channel_limit;
         if !global {
             self.prefetch_count = prefetch_count;
+        }
+        let stats = &self.link.stats;
+        stats.global_prefetch_count.store(channel_limit, Relaxed);
+        if !global {
+            stats.prefetch_count.store(prefetch_count, Relaxed);
         }
         // A larger or lifted channel limit may let waiting messages through.
         self.resume_deliveries();
@@ -113,6 +125,7 @@ impl Channel {
             }
         })?;
         self.consumers.insert(tag, (queue, consumer));
+        self.count_consumers();
         Ok(())
     }
 
@@ -161,6 +174,7 @@ impl Channel {
         {
             s.delete_queue(&queue);
         }
+        self.count_consumers();
         if !nowait {
             s.send(
                 self.id,
@@ -195,14 +209,20 @@ impl Channel {
                 });
                 out.put_content(link.id, properties.raw(), &msg.body, frame_max);
             });
+            if message.redelivered {
+                link.stats.redeliver.incr();
+            }
             if no_ack {
+                link.stats.get_no_ack.incr();
                 Some(message)
             } else {
+                link.stats.get.incr();
                 deliveries.record_get(tag, queue.clone(), message);
                 None
             }
         });
         if !got {
+            self.link.stats.get_empty.incr();
             s.send(
                 self.id,
                 AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
@@ -222,6 +242,9 @@ impl Channel {
         let taken = {
             let mut deliveries = self.link.deliveries.lock();
             let taken = deliveries.take(tag, multiple)?;
+            if how == Settle::Ack {
+                self.link.stats.ack.add(taken.len() as u64);
+            }
             if self.tx.is_none() {
                 deliveries.release(&taken);
             }

@@ -82,6 +82,7 @@ impl Channel {
             body,
         );
         message.extra_keys = extra_keys.into_boxed_slice();
+        self.link.stats.publish.incr();
         let outcome = match route.target {
             Target::Queues => {
                 share_if_fanned_out(s, &mut message, &queues);
@@ -115,6 +116,7 @@ impl Channel {
         if let Some(confirms) = &mut self.confirms {
             let seq = confirms.next_seq();
             confirms.record(seq, outcome);
+            self.link.stats.confirm.incr();
         }
         self.route_buf = queues;
         Ok(())
@@ -151,7 +153,10 @@ impl Channel {
     ) -> Outcome {
         if queues.is_empty() {
             if mandatory {
+                self.link.stats.return_unroutable.incr();
                 self.basic_return(s, message, ReplyCode::NoRoute, "NO_ROUTE");
+            } else {
+                self.link.stats.drop_unroutable.incr();
             }
             return Outcome::Ack;
         }
@@ -193,6 +198,10 @@ impl Channel {
         }
         if self.confirms.is_none() {
             self.confirms = Some(Confirms::default());
+            self.link
+                .stats
+                .confirm_mode
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if !nowait {
             s.send(

@@ -36,7 +36,7 @@ use crate::alarm::AlarmState;
 use crate::amqp_err;
 use crate::broker::Broker;
 use crate::channel::{Channel, ChannelOutcome, Session};
-use crate::client::handle::{ClientCapabilities, ConnEvent, ConnectionHandle};
+use crate::client::handle::{ClientCapabilities, ConnEvent, ConnectionHandle, ConnectionInfo};
 use crate::client::outbox::{Batch, Outbox, run_writer};
 use crate::protocol::frame::{
     FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, PROTOCOL_HEADER,
@@ -44,6 +44,7 @@ use crate::protocol::frame::{
 };
 use crate::protocol::method::{self, Method};
 use crate::protocol::{AmqpError, AmqpResult, Frame, FrameCodec, FrameError, ReplyCode};
+use crate::stats::ConnectionStats;
 
 /// The RabbitMQ version whose behaviour Warren follows, as announced to clients.
 const COMPATIBLE_VERSION: &str = "3.10.8";
@@ -115,6 +116,7 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let _ = socket.set_nodelay(true);
+    let local = socket.local_addr().ok();
     let (reader, writer) = socket.into_split();
     let outbox = Arc::new(Outbox::new(writer));
     let (events_tx, events_rx) = unbounded_channel();
@@ -140,6 +142,12 @@ pub async fn serve(
         heartbeat: 0,
         capabilities: ClientCapabilities::default(),
         client_name: None,
+        info: ConnectionInfo {
+            local,
+            connected_at: crate::util::now_millis(),
+            ..ConnectionInfo::default()
+        },
+        stats: Arc::new(ConnectionStats::default()),
         user: None,
         session: None,
         channels: HashMap::new(),
@@ -178,6 +186,9 @@ struct Connection {
     heartbeat: u16,
     capabilities: ClientCapabilities,
     client_name: Option<String>,
+    /// What the management API lists, gathered during the handshake.
+    info: ConnectionInfo,
+    stats: Arc<ConnectionStats>,
     user: Option<AuthUser>,
     session: Option<Session>,
     channels: HashMap<u16, Channel>,
@@ -343,6 +354,8 @@ impl Connection {
                     return Next::End;
                 }
                 Ok(n) => {
+                    self.stats.recv_oct.add(n as u64);
+                    self.stats.recv_cnt.incr();
                     let now = Instant::now();
                     if now.duration_since(self.last_read) >= PERMISSION_CACHE_IDLE {
                         for channel in self.channels.values_mut() {
@@ -872,6 +885,8 @@ impl Connection {
             .get("connection_name")
             .and_then(crate::protocol::table::as_text);
         let mechanism = start_ok.mechanism.as_str();
+        self.info.client_properties = props.clone();
+        self.info.auth_mechanism = mechanism.to_string();
         match self
             .broker
             .access
@@ -933,6 +948,8 @@ impl Connection {
         self.frame_max = tune_ok.frame_max;
         self.channel_max = tune_ok.channel_max;
         self.heartbeat = tune_ok.heartbeat;
+        self.info.channel_max = tune_ok.channel_max;
+        self.info.heartbeat = tune_ok.heartbeat;
         // From here on, frames may be as large as negotiated.
         self.codec.frame_max = tune_ok.frame_max;
         self.outbox.set_heartbeat(
@@ -957,6 +974,8 @@ impl Connection {
             capabilities: self.capabilities,
             outbox: self.outbox.clone(),
             events: self.events_tx.clone(),
+            info: std::mem::take(&mut self.info),
+            stats: self.stats.clone(),
         });
         let (vhost, user_channels) = self
             .broker
