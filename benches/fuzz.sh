@@ -38,7 +38,7 @@ capture() {
     cargo build --bin warren
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     upstream=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    target/debug/warren --listen "127.0.0.1:$upstream" --data-dir "$dir/data" >"$dir/warren.log" 2>&1 &
+    target/debug/warren --listen "127.0.0.1:$upstream" --management-listen 127.0.0.1:0 --data-dir "$dir/data" >"$dir/warren.log" 2>&1 &
     warren_pid=$!
     python3 fuzz/seeds/capture.py proxy "$port" "$upstream" "$dir/streams" &
     proxy_pid=$!

@@ -50,7 +50,7 @@ fi
 [ -x "$PERF" ] || { echo "no perf binary (PERF=$PERF)" >&2; exit 1; }
 W_URI="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2f"
 R_URI="amqp://guest:guest@127.0.0.1:$RMQB_PORT/%2f"
-W_CMD="$WARREN_BIN --listen 127.0.0.1:$WARREN_PORT --data-dir $WARREN_DIR --log-level warn"
+W_CMD="$WARREN_BIN --listen 127.0.0.1:$WARREN_PORT --management-listen 127.0.0.1:0 --data-dir $WARREN_DIR --log-level warn"
 R_CMD="$(pwd)/benches/rabbit-node.sh run"
 R_DATA="$RMQB_BASE/mnesia"
 PIDFILE=$(mktemp /tmp/perf-recovery-pid.XXXXXX)

@@ -96,7 +96,7 @@ fi
 
 W_URI="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2f"
 W_DIR=/tmp/perf-warren-data
-W_CMD="$WARREN_BIN --listen 127.0.0.1:$WARREN_PORT --data-dir $W_DIR --log-level warn"
+W_CMD="$WARREN_BIN --listen 127.0.0.1:$WARREN_PORT --management-listen 127.0.0.1:0 --data-dir $W_DIR --log-level warn"
 R2_URI="amqp://guest:guest@127.0.0.1:$RMQB_PORT/%2f"
 R2_DIR="$RMQB_BASE/mnesia"
 R2_CMD="$(pwd)/benches/rabbit-node.sh run"

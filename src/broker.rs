@@ -27,6 +27,7 @@ use crate::policy::{Policy, PolicyError, PolicyKind};
 use crate::metrics::counters;
 use crate::protocol::{AmqpError, AmqpResult, ReplyCode};
 use crate::store::access::{AccessChange, PolicyRecord};
+use crate::stats::{RateTable, Totals};
 use crate::store::{Store, StoreError};
 use crate::timer::{TimerEvents, Timers};
 use crate::vhost::VHost;
@@ -58,6 +59,12 @@ pub struct Broker {
     vhost_changes: Mutex<()>,
     connections: Mutex<Registry>,
     next_id: AtomicU64,
+    /// What closed channels counted.
+    pub totals: Arc<Totals>,
+    /// Message rates, sampled by the management server.
+    pub rates: RateTable,
+    /// When the broker opened.
+    pub started: Instant,
 }
 
 /// The open connections, counted by vhost and user for the limits, and
@@ -182,6 +189,9 @@ impl Broker {
             vhost_changes: Mutex::new(()),
             connections: Mutex::new(Registry::default()),
             next_id: AtomicU64::new(1),
+            totals: Arc::new(Totals::default()),
+            rates: RateTable::default(),
+            started,
         })
     }
 
@@ -264,6 +274,7 @@ impl Broker {
             ),
             |handle| &*handle.vhost == name,
         );
+        self.totals.forget_vhost(name);
         Ok(())
     }
 
@@ -449,6 +460,22 @@ impl Broker {
             if which(handle) {
                 handle.send(ConnEvent::Close(error.clone()));
             }
+        }
+    }
+
+    /// The live connection `id`.
+    pub fn connection(&self, id: u64) -> Option<Arc<ConnectionHandle>> {
+        self.connections.lock().open.get(&id).cloned()
+    }
+
+    /// Close one connection with `error` (the management API's DELETE).
+    pub fn close_connection(&self, id: u64, error: AmqpError) -> bool {
+        match self.connections.lock().open.get(&id) {
+            Some(handle) => {
+                handle.send(ConnEvent::Close(error));
+                true
+            }
+            None => false,
         }
     }
 

@@ -24,6 +24,18 @@ pub struct Config {
     #[arg(long, env = "WARREN_LISTEN", default_value = "0.0.0.0:5672")]
     pub listen: SocketAddr,
 
+    /// Address and port of the management HTTP API and web UI.
+    #[arg(
+        long,
+        env = "WARREN_MANAGEMENT_LISTEN",
+        default_value = "0.0.0.0:15672"
+    )]
+    pub management_listen: SocketAddr,
+
+    /// Do not serve the management HTTP API and web UI.
+    #[arg(long, env = "WARREN_NO_MANAGEMENT", default_value_t = false)]
+    pub no_management: bool,
+
     /// Directory for durable state (exchanges, queues, bindings, persistent messages).
     #[arg(long, env = "WARREN_DATA_DIR", default_value = "./warren-data")]
     pub data_dir: PathBuf,
@@ -279,6 +291,7 @@ impl Config {
     pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            management_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.into(),
             prometheus_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Config::default()

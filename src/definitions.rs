@@ -200,7 +200,7 @@ pub fn export(broker: &Broker, vhost: Option<&str>) -> Value {
             .filter(|q| q.exclusive_owner.is_some())
             .map(|q| &*q.name)
             .collect();
-        for (x, durable) in host.exchanges() {
+        for (x, durable) in host.exchange_records() {
             if x.name.starts_with("amq.") {
                 continue;
             }
@@ -216,7 +216,7 @@ pub fn export(broker: &Broker, vhost: Option<&str>) -> Value {
                 name,
             ));
         }
-        for b in host.bindings() {
+        for b in host.binding_records() {
             if b.destination_type == "queue" && exclusive.contains(b.destination.as_str()) {
                 continue;
             }

@@ -17,6 +17,8 @@
 //!   `Republish` (its virtual host: dead letters, expiry).
 //! - [`policy`]: policies and operator policies: which applies, effective arguments.
 //! - [`definitions`]: RabbitMQ's definitions JSON: export, checked import.
+//! - [`http`]: the management HTTP API (RabbitMQ's) and the web UI.
+//! - [`stats`]: message counters and rates for the management API.
 //! - [`access`]: users, password hashes, SASL, permissions, limits: who may do what.
 //! - [`store`]: durable state in sled, group commit of confirms.
 //! - [`stream`]: stream queues' append-only segment log: append, flush, readers, retention.
@@ -45,6 +47,7 @@ pub mod connection;
 pub mod ctl;
 pub mod definitions;
 pub mod exchange;
+pub mod http;
 pub mod logging;
 pub mod message;
 pub mod metrics;
@@ -52,6 +55,7 @@ pub mod policy;
 pub mod protocol;
 pub mod queue;
 pub mod server;
+pub mod stats;
 pub mod store;
 pub mod stream;
 pub mod timer;

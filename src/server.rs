@@ -26,6 +26,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct Server {
     local_addr: SocketAddr,
     tls_local_addr: Option<SocketAddr>,
+    /// The management API's address, when it is served.
+    management_addr: Option<SocketAddr>,
     broker: Arc<Broker>,
     shutdown: watch::Sender<bool>,
     acceptors: Vec<tokio::task::JoinHandle<()>>,
@@ -78,6 +80,10 @@ impl Server {
         if let Some(events) = broker.take_timer_events() {
             tokio::spawn(crate::timer::run(events));
         }
+        let management_addr = match broker.config.no_management {
+            true => None,
+            false => Some(start_management(&broker, local_addr, signal.clone()).await?),
+        };
         let metrics = start_metrics(&broker, signal.clone()).await;
         let mut acceptors = vec![tokio::spawn(accept_loop(
             listener,
@@ -96,6 +102,7 @@ impl Server {
         Ok(Server {
             local_addr,
             tls_local_addr,
+            management_addr,
             broker,
             shutdown,
             acceptors,
@@ -117,6 +124,12 @@ impl Server {
     /// port could not be bound.
     pub fn prometheus_addr(&self) -> Option<SocketAddr> {
         self.metrics.as_ref().map(MetricsServer::local_addr)
+    }
+
+    /// The management API's address (with the real port when 0 was
+    /// asked), unless `--no-management`.
+    pub fn management_addr(&self) -> Option<SocketAddr> {
+        self.management_addr
     }
 
     /// The broker behind this server.
@@ -145,6 +158,26 @@ impl Drop for Server {
         let _ = self.shutdown.send(true);
         self.broker.close_connections();
     }
+}
+
+/// Bind the management listener and serve the API, the UI and the rate
+/// sampler until `stop`.
+async fn start_management(
+    broker: &Arc<Broker>,
+    amqp: SocketAddr,
+    stop: watch::Receiver<bool>,
+) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind(broker.config.management_listen).await?;
+    let addr = listener.local_addr()?;
+    info!("management API and UI on http://{addr}/");
+    let state = crate::http::AppState::new(broker.clone(), amqp, addr);
+    tokio::spawn(crate::http::sampler::run(broker.clone(), stop.clone()));
+    tokio::spawn(async move {
+        if let Err(e) = crate::http::serve(listener, state, stop).await {
+            warn!("management server stopped: {e}");
+        }
+    });
+    Ok(addr)
 }
 
 /// The resource alarm monitor of `broker`; alarm changes reach its

@@ -163,6 +163,30 @@ pub enum BindTarget<'a> {
     Exchange(&'a str),
 }
 
+/// An exchange as the management API lists it.
+#[derive(Debug, Clone)]
+pub struct ExchangeInfo {
+    pub name: Arc<str>,
+    pub kind: &'static str,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+    pub publish_in: u64,
+    pub publish_out: u64,
+}
+
+/// A binding as the management API lists it.
+#[derive(Debug, Clone)]
+pub struct BindingInfo {
+    pub source: Arc<str>,
+    pub destination: Arc<str>,
+    /// To a queue (else to an exchange).
+    pub to_queue: bool,
+    pub routing_key: String,
+    pub arguments: FieldTable,
+}
+
 /// Queues deleted as a side effect, with the consumers they had.
 pub type DeletedQueue = (Arc<Queue>, Vec<Arc<Consumer>>);
 
@@ -178,6 +202,8 @@ struct Topology {
 pub struct VHost {
     pub name: Arc<str>,
     default_exchange: Arc<str>,
+    /// The default exchange's counters (it has no [`Exchange`] of its own).
+    default_counters: crate::stats::ExchangeCounters,
     topology: RwLock<Topology>,
     /// Where durable entities are written; None for a broker without one.
     store: Option<Arc<Store>>,
@@ -209,6 +235,7 @@ impl VHost {
         Arc::new_cyclic(|me| VHost {
             name: Arc::from(name),
             default_exchange: Arc::from(""),
+            default_counters: crate::stats::ExchangeCounters::default(),
             topology: RwLock::new(topology),
             store,
             max_in_memory,
@@ -908,6 +935,7 @@ impl VHost {
                 });
             }
             Self::walk_default(&topo, routing_key, extra_keys, queues);
+            count_routed(&self.default_counters, queues);
             return Ok(Route {
                 exchange: self.default_exchange.clone(),
                 target: Target::Queues,
@@ -935,6 +963,7 @@ impl VHost {
             });
         }
         Self::walk(&topo, source, routing_key, extra_keys, properties, queues);
+        count_routed(&source.counters, queues);
         Ok(Route {
             exchange: key.clone(),
             target: Target::Queues,
@@ -1112,7 +1141,7 @@ impl VHost {
 
     /// Every exchange but the default one, with whether it is durable (for
     /// definitions and listing), by name.
-    pub fn exchanges(&self) -> Vec<(ExchangeRecord, bool)> {
+    pub fn exchange_records(&self) -> Vec<(ExchangeRecord, bool)> {
         let topo = self.topology.read();
         let mut all: Vec<(ExchangeRecord, bool)> = topo
             .exchanges
@@ -1124,8 +1153,9 @@ impl VHost {
         all
     }
 
-    /// Every binding (the default exchange's implicit ones aside).
-    pub fn bindings(&self) -> Vec<BindingRecord> {
+    /// Every binding (the default exchange's implicit ones aside), as the
+    /// store and definitions record it.
+    pub fn binding_records(&self) -> Vec<BindingRecord> {
         let topo = self.topology.read();
         let mut names: Vec<&Arc<str>> = topo.exchanges.keys().collect();
         names.sort();
@@ -1154,6 +1184,78 @@ impl VHost {
             .exchanges
             .get(name)
             .is_some_and(is_topic)
+    }
+
+    /// Every exchange as the management API lists it, the default
+    /// exchange (named "") first.
+    pub fn exchanges(&self) -> Vec<ExchangeInfo> {
+        let topo = self.topology.read();
+        let mut list = Vec::with_capacity(topo.exchanges.len() + 1);
+        list.push(ExchangeInfo {
+            name: self.default_exchange.clone(),
+            kind: "direct",
+            durable: true,
+            auto_delete: false,
+            internal: false,
+            arguments: FieldTable::default(),
+            publish_in: self.default_counters.publish_in.get(),
+            publish_out: self.default_counters.publish_out.get(),
+        });
+        for x in topo.exchanges.values() {
+            list.push(ExchangeInfo {
+                name: x.name.clone(),
+                kind: x.type_name(),
+                durable: x.durable,
+                auto_delete: x.auto_delete,
+                internal: x.internal,
+                arguments: x.arguments.clone(),
+                publish_in: x.counters.publish_in.get(),
+                publish_out: x.counters.publish_out.get(),
+            });
+        }
+        list
+    }
+
+    /// Every binding, the default exchange's implicit ones (one per queue)
+    /// included, as RabbitMQ lists them.
+    pub fn bindings(&self) -> Vec<BindingInfo> {
+        let topo = self.topology.read();
+        let mut list = Vec::new();
+        for name in topo.queues.keys() {
+            list.push(BindingInfo {
+                source: self.default_exchange.clone(),
+                destination: name.clone(),
+                to_queue: true,
+                routing_key: name.to_string(),
+                arguments: FieldTable::default(),
+            });
+        }
+        for x in topo.exchanges.values() {
+            for binding in x.bindings() {
+                let destination = match &binding.destination {
+                    Destination::Queue(q) => q.name.clone(),
+                    Destination::Exchange(name) => name.clone(),
+                };
+                list.push(BindingInfo {
+                    source: x.name.clone(),
+                    destination,
+                    to_queue: binding.destination.is_queue(),
+                    routing_key: binding.routing_key.clone(),
+                    arguments: binding.arguments.clone(),
+                });
+            }
+        }
+        list
+    }
+
+    /// How many queues there are.
+    pub fn queue_count(&self) -> usize {
+        self.topology.read().queues.len()
+    }
+
+    /// How many exchanges there are, the default one included.
+    pub fn exchange_count(&self) -> usize {
+        self.topology.read().exchanges.len() + 1
     }
 
     /// Names of the exchanges.
@@ -1230,6 +1332,15 @@ impl<'a> Visited<'a> {
                 set.insert(name);
             }
         }
+    }
+}
+
+/// Count a publish into an exchange, and whether it routed anywhere.
+#[inline]
+fn count_routed(counters: &crate::stats::ExchangeCounters, queues: &[Arc<Queue>]) {
+    counters.publish_in.incr();
+    if !queues.is_empty() {
+        counters.publish_out.incr();
     }
 }
 

@@ -37,6 +37,7 @@ impl Broker {
         let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_warren"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--management-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(dir)
             .args(["--log-level", "warn"])

@@ -17,8 +17,15 @@ use crate::protocol::table::{as_i128, lookup, type_name};
 use crate::queue::{Consumer, ConsumerRemoval};
 use crate::util::generated_name;
 use crate::vhost::ReplyChannel;
+use std::sync::atomic::Ordering::Relaxed;
 
 impl Channel {
+    /// Tell the management API how many consumers the channel has.
+    pub(super) fn count_consumers(&self) {
+        let count = u16::try_from(self.consumers.len()).unwrap_or(u16::MAX);
+        self.link.stats.consumer_count.store(count, Relaxed);
+    }
+
     pub(super) fn qos(
         &mut self,
         s: &Session,
@@ -37,6 +44,11 @@ impl Channel {
         self.link.deliveries.lock().global_prefetch = channel_limit;
         if !global {
             self.prefetch_count = prefetch_count;
+        }
+        let stats = &self.link.stats;
+        stats.global_prefetch_count.store(channel_limit, Relaxed);
+        if !global {
+            stats.prefetch_count.store(prefetch_count, Relaxed);
         }
         // A larger or lifted channel limit may let waiting messages through.
         self.resume_deliveries();
@@ -114,6 +126,7 @@ impl Channel {
             }
         })?;
         self.consumers.insert(tag, (queue, consumer));
+        self.count_consumers();
         Ok(())
     }
 
@@ -162,6 +175,7 @@ impl Channel {
         {
             s.delete_queue(&queue);
         }
+        self.count_consumers();
         if !nowait {
             s.send(
                 self.id,
@@ -199,18 +213,22 @@ impl Channel {
             let queue_type = queue.args.queue_type;
             if message.redelivered {
                 counters::REDELIVERED.inc(queue_type);
+                link.stats.redeliver.incr();
             }
             if no_ack {
                 counters::DELIVERED_GET_AUTO_ACK.inc(queue_type);
+                link.stats.get_no_ack.incr();
                 Some(message)
             } else {
                 counters::DELIVERED_GET_MANUAL_ACK.inc(queue_type);
+                link.stats.get.incr();
                 deliveries.record_get(tag, queue.clone(), message);
                 None
             }
         });
         if !got {
             counters::GET_EMPTY.inc(queue.args.queue_type);
+            self.link.stats.get_empty.incr();
             s.send(
                 self.id,
                 AMQPClass::Basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
@@ -230,6 +248,9 @@ impl Channel {
         let taken = {
             let mut deliveries = self.link.deliveries.lock();
             let taken = deliveries.take(tag, multiple)?;
+            if how == Settle::Ack {
+                self.link.stats.ack.add(taken.len() as u64);
+            }
             if self.tx.is_none() {
                 deliveries.release(&taken);
             }

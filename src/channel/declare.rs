@@ -208,7 +208,8 @@ impl Channel {
                 requested
             };
             let flags = (d.durable, d.exclusive, d.auto_delete);
-            let arguments = with_default_queue_type(s, flags, d.arguments);
+            let arguments =
+                with_default_queue_type(&s.broker.access, &s.vhost.name, flags, d.arguments);
             let mut guard = Guard {
                 permissions: &mut self.permissions,
                 s,
@@ -367,16 +368,17 @@ impl Channel {
 
 /// A declaration without `x-queue-type` in a vhost with a default queue
 /// type gets that type, when its flags allow it (RabbitMQ's
-/// `augment_declare_args`).
-fn with_default_queue_type(
-    s: &Session,
+/// `augment_declare_args`). The management API's declarations get it too.
+pub fn with_default_queue_type(
+    access: &crate::access::Access,
+    vhost: &str,
     (durable, exclusive, auto_delete): (bool, bool, bool),
     mut arguments: FieldTable,
 ) -> FieldTable {
     if lookup(&arguments, "x-queue-type").is_some() {
         return arguments;
     }
-    if let Some(default) = s.broker.access.default_queue_type(&s.vhost.name)
+    if let Some(default) = access.default_queue_type(vhost)
         && default.is_compatible(durable, exclusive, auto_delete)
     {
         arguments.insert(

@@ -19,6 +19,7 @@ use crate::metrics::counters;
 use crate::protocol::method::put_deliver_args;
 use crate::protocol::{AmqpResult, Properties};
 use crate::queue::{Consumer, ConsumerChannel, Delivery, Queue};
+use crate::stats::{ChannelStats, ChannelView, Totals};
 use crate::util::now_millis;
 use crate::vhost::ReplyChannel;
 
@@ -28,14 +29,18 @@ pub struct ChannelLink {
     pub id: u16,
     pub conn: Arc<ConnectionHandle>,
     pub deliveries: Mutex<Deliveries>,
+    /// Message counters and what the management API lists of the channel.
+    pub stats: ChannelStats,
 }
 
 impl ChannelLink {
-    pub fn new(id: u16, conn: Arc<ConnectionHandle>) -> Self {
+    pub fn new(id: u16, conn: Arc<ConnectionHandle>, totals: Arc<Totals>) -> Self {
+        let stats = ChannelStats::new(id, conn.vhost.clone(), totals);
         ChannelLink {
             id,
             conn,
             deliveries: Mutex::new(Deliveries::default()),
+            stats,
         }
     }
 
@@ -57,12 +62,15 @@ impl ChannelLink {
         let queue_type = queue.args.queue_type;
         if message.redelivered {
             counters::REDELIVERED.inc(queue_type);
+            self.stats.redeliver.incr();
         }
         if consumer.no_ack {
             counters::DELIVERED_CONSUME_AUTO_ACK.inc(queue_type);
+            self.stats.deliver_no_ack.incr();
             return Some(message);
         }
         counters::DELIVERED_CONSUME_MANUAL_ACK.inc(queue_type);
+        self.stats.deliver.incr();
         consumer.add_unacked();
         deliveries.global_unacked += 1;
         deliveries.unacked.push_back(Unacked {
@@ -98,11 +106,25 @@ impl ConsumerChannel for ChannelLink {
         }
     }
 
+    fn owner(&self) -> Option<(u64, u16)> {
+        Some((self.conn.id, self.id))
+    }
+
     fn cancelled_by_broker(&self, consumer: &Consumer) {
         self.conn.send(ConnEvent::ConsumerCancelled {
             channel: self.id,
             tag: consumer.tag.clone(),
         });
+    }
+}
+
+impl ChannelView for ChannelLink {
+    fn stats(&self) -> &ChannelStats {
+        &self.stats
+    }
+
+    fn unacked(&self) -> u32 {
+        self.deliveries.lock().unacked_count() as u32
     }
 }
 

@@ -12,6 +12,7 @@
 pub mod confirm;
 mod consume;
 mod declare;
+pub use declare::with_default_queue_type;
 pub mod link;
 mod publish;
 mod tx;
@@ -251,9 +252,15 @@ impl Channel {
             id,
             AMQPClass::Channel(chan::AMQPMethod::OpenOk(chan::OpenOk {})),
         );
+        let link = Arc::new(ChannelLink::new(
+            id,
+            session.handle.clone(),
+            session.broker.totals.clone(),
+        ));
+        session.handle.stats.add_channel(link.clone());
         Ok(Channel {
             id,
-            link: Arc::new(ChannelLink::new(id, session.handle.clone())),
+            link,
             closing: false,
             content: Content::Idle,
             consumers: HashMap::new(),
@@ -704,5 +711,12 @@ fn join(mut parts: Vec<Bytes>) -> Bytes {
             }
             body.freeze()
         }
+    }
+}
+
+impl Drop for Channel {
+    /// A closed channel is no longer listed.
+    fn drop(&mut self) {
+        self.link.conn.stats.remove_channel(self.id);
     }
 }

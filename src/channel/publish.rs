@@ -87,6 +87,7 @@ impl Channel {
             body,
         );
         message.extra_keys = extra_keys.into_boxed_slice();
+        self.link.stats.publish.incr();
         let outcome = match route.target {
             Target::Queues => {
                 share_if_fanned_out(s, &mut message, &queues);
@@ -120,6 +121,7 @@ impl Channel {
         if let Some(confirms) = &mut self.confirms {
             let seq = confirms.next_seq();
             confirms.record(seq, outcome);
+            self.link.stats.confirm.incr();
         }
         self.route_buf = queues;
         Ok(())
@@ -157,9 +159,11 @@ impl Channel {
         if queues.is_empty() {
             if mandatory {
                 counters::UNROUTABLE_RETURNED.inc();
+                self.link.stats.return_unroutable.incr();
                 self.basic_return(s, message, ReplyCode::NoRoute, "NO_ROUTE");
             } else {
                 counters::UNROUTABLE_DROPPED.inc();
+                self.link.stats.drop_unroutable.incr();
             }
             return Outcome::Ack;
         }
@@ -202,6 +206,10 @@ impl Channel {
         }
         if self.confirms.is_none() {
             self.confirms = Some(Confirms::default());
+            self.link
+                .stats
+                .confirm_mode
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         if !nowait {
             s.send(

@@ -55,6 +55,10 @@ impl Channel {
         }
         if self.tx.is_none() {
             self.tx = Some(Tx::default());
+            self.link
+                .stats
+                .transactional
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         s.send(
             self.id,

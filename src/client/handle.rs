@@ -5,10 +5,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use amq_protocol::types::FieldTable;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::outbox::Outbox;
 use crate::protocol::{AmqpError, ReplyCode};
+use crate::stats::ConnectionStats;
 
 /// Capabilities the client announced in `connection.start-ok`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -60,12 +62,38 @@ pub struct ConnectionHandle {
     pub tls: Option<crate::tls::TlsClient>,
     pub outbox: Arc<Outbox>,
     pub events: UnboundedSender<ConnEvent>,
+    /// What the management API tells about the connection.
+    pub info: ConnectionInfo,
+    /// Byte counters and the open channels' counters.
+    pub stats: Arc<ConnectionStats>,
+}
+
+/// Facts of a connection fixed at its opening.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionInfo {
+    /// The broker's side of the socket.
+    pub local: Option<SocketAddr>,
+    pub client_properties: FieldTable,
+    pub auth_mechanism: String,
+    pub channel_max: u16,
+    /// Negotiated heartbeat, in seconds.
+    pub heartbeat: u16,
+    /// Milliseconds since the epoch.
+    pub connected_at: u64,
 }
 
 impl ConnectionHandle {
     /// Hand work to the connection's task; a connection already gone ignores it.
     pub fn send(&self, event: ConnEvent) {
         let _ = self.events.send(event);
+    }
+
+    /// RabbitMQ's name of the connection: "peer -> local".
+    pub fn display_name(&self) -> String {
+        match self.info.local {
+            Some(local) => format!("{} -> {}", self.peer, local),
+            None => self.peer.to_string(),
+        }
     }
 
     /// How the connection appears in logs: "127.0.0.1:5000 -> 127.0.0.1:5672 (name)".

@@ -51,6 +51,9 @@ pub trait ClientSocket: Send + 'static {
 
     /// The reading half, and the writing half for the outbox.
     fn split(self) -> (Self::Reader, Arc<dyn SocketWrite>);
+
+    /// The local address the client connected to.
+    fn local_addr(&self) -> Option<std::net::SocketAddr>;
 }
 
 // ---- plain TCP ---------------------------------------------------------------
@@ -61,6 +64,10 @@ impl ClientSocket for TcpStream {
     fn split(self) -> (OwnedReadHalf, Arc<dyn SocketWrite>) {
         let (reader, writer) = self.into_split();
         (reader, Arc::new(writer))
+    }
+
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        TcpStream::local_addr(self).ok()
     }
 }
 
@@ -113,6 +120,10 @@ impl ClientSocket for TlsStream<TcpStream> {
     fn split(self) -> (TlsReader, Arc<dyn SocketWrite>) {
         let shared = Arc::new(Mutex::new(self));
         (TlsReader(shared.clone()), Arc::new(TlsWriter(shared)))
+    }
+
+    fn local_addr(&self) -> Option<std::net::SocketAddr> {
+        self.get_ref().0.local_addr().ok()
     }
 }
 

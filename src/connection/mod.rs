@@ -34,7 +34,7 @@ use crate::alarm::AlarmState;
 use crate::amqp_err;
 use crate::broker::Broker;
 use crate::channel::{Channel, ChannelOutcome, Session};
-use crate::client::handle::{ClientCapabilities, ConnEvent, ConnectionHandle};
+use crate::client::handle::{ClientCapabilities, ConnEvent, ConnectionHandle, ConnectionInfo};
 use crate::client::outbox::{Batch, Outbox, run_writer};
 use crate::client::socket::ClientSocket;
 use crate::protocol::frame::{
@@ -44,6 +44,7 @@ use crate::protocol::frame::{
 use crate::protocol::method::{self, Method};
 use crate::protocol::{AmqpError, AmqpResult, Frame, FrameCodec, FrameError, ReplyCode};
 use crate::tls::TlsClient;
+use crate::stats::ConnectionStats;
 
 /// The RabbitMQ version whose behaviour Warren follows, as announced to clients.
 pub const COMPATIBLE_VERSION: &str = "3.10.8";
@@ -116,6 +117,7 @@ pub async fn serve<S: ClientSocket>(
     broker: Arc<Broker>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let local = socket.local_addr();
     let (reader, writer) = socket.split();
     let outbox = Arc::new(Outbox::new(writer));
     let (events_tx, events_rx) = unbounded_channel();
@@ -144,6 +146,12 @@ pub async fn serve<S: ClientSocket>(
         heartbeat: 0,
         capabilities: ClientCapabilities::default(),
         client_name: None,
+        info: ConnectionInfo {
+            local,
+            connected_at: crate::util::now_millis(),
+            ..ConnectionInfo::default()
+        },
+        stats: Arc::new(ConnectionStats::default()),
         user: None,
         session: None,
         channels: HashMap::new(),
@@ -186,6 +194,9 @@ struct Connection {
     heartbeat: u16,
     capabilities: ClientCapabilities,
     client_name: Option<String>,
+    /// What the management API lists, gathered during the handshake.
+    info: ConnectionInfo,
+    stats: Arc<ConnectionStats>,
     user: Option<AuthUser>,
     session: Option<Session>,
     channels: HashMap<u16, Channel>,
@@ -351,6 +362,8 @@ impl Connection {
                     return Next::End;
                 }
                 Ok(n) => {
+                    self.stats.recv_oct.add(n as u64);
+                    self.stats.recv_cnt.incr();
                     let now = Instant::now();
                     if now.duration_since(self.last_read) >= PERMISSION_CACHE_IDLE {
                         for channel in self.channels.values_mut() {
@@ -880,6 +893,8 @@ impl Connection {
             .get("connection_name")
             .and_then(crate::protocol::table::as_text);
         let mechanism = start_ok.mechanism.as_str();
+        self.info.client_properties = props.clone();
+        self.info.auth_mechanism = mechanism.to_string();
         match self.login(mechanism, start_ok.response.as_bytes()) {
             Ok(user) => {
                 self.user = Some(user);
@@ -976,6 +991,8 @@ impl Connection {
         self.frame_max = tune_ok.frame_max;
         self.channel_max = tune_ok.channel_max;
         self.heartbeat = tune_ok.heartbeat;
+        self.info.channel_max = tune_ok.channel_max;
+        self.info.heartbeat = tune_ok.heartbeat;
         // From here on, frames may be as large as negotiated.
         self.codec.frame_max = tune_ok.frame_max;
         self.outbox.set_heartbeat(
@@ -1001,6 +1018,8 @@ impl Connection {
             tls: self.tls.clone(),
             outbox: self.outbox.clone(),
             events: self.events_tx.clone(),
+            info: std::mem::take(&mut self.info),
+            stats: self.stats.clone(),
         });
         let (vhost, user_channels) = self
             .broker

@@ -122,6 +122,9 @@ pub struct Exchange {
     delayer: Option<Arc<delayed::Delayer>>,
     bindings: Vec<Binding>,
     router: Router,
+    /// Messages published into it and routed on (atomics: routing holds
+    /// the topology lock only for reading).
+    pub counters: crate::stats::ExchangeCounters,
 }
 
 impl Exchange {
@@ -155,6 +158,7 @@ impl Exchange {
             delayer: None,
             bindings: Vec::new(),
             router,
+            counters: crate::stats::ExchangeCounters::default(),
         }
     }
 

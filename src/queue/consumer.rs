@@ -36,6 +36,12 @@ pub trait ConsumerChannel: Send + Sync + fmt::Debug {
         wire: Option<&Properties>,
     ) -> Delivery;
 
+    /// The connection id and channel number, for the management API's
+    /// consumer listings (None for a channel that is no client's).
+    fn owner(&self) -> Option<(u64, u16)> {
+        None
+    }
+
     /// The broker cancelled `consumer` (its queue was deleted or expired):
     /// tell the client, on its connection's own task.
     fn cancelled_by_broker(&self, consumer: &Consumer);

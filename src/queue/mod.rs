@@ -33,6 +33,7 @@ use crate::amqp_err;
 use crate::message::{Message, QueuedMessage, SharedMessage};
 use crate::policy::{Applied, effective_queue_args};
 use crate::protocol::{AmqpResult, Properties};
+use crate::stats::QueueCounters;
 use crate::store::StoreError;
 use crate::store::codec::Names;
 use crate::timer::{Timed, Timers};
@@ -100,6 +101,10 @@ struct QueueState {
     rotation: usize,
     /// Delivered, not yet acknowledged.
     unacked: usize,
+    /// Body bytes of the unacknowledged deliveries.
+    unacked_bytes: usize,
+    /// Message statistics, counted under the lock the queue holds anyway.
+    counters: QueueCounters,
     /// An auto-delete queue goes when its last consumer does, but only after it had one.
     had_consumers: bool,
     deleted: bool,
@@ -114,6 +119,21 @@ struct QueueState {
     /// A message with TTL 0 being offered to consumers: it may go out
     /// although its expiry (now) has passed.
     immediate: Option<u64>,
+}
+
+/// A queue's counts and counters at one instant, for the management API.
+#[derive(Debug, Clone)]
+pub struct QueueSnapshot {
+    pub ready: u32,
+    pub unacked: u32,
+    pub ready_bytes: u64,
+    pub unacked_bytes: u64,
+    /// Ready messages whose bodies are in memory.
+    pub in_memory: u32,
+    pub consumers: Vec<Arc<Consumer>>,
+    pub counters: QueueCounters,
+    /// Milliseconds since the epoch of the last consume, get or declaration.
+    pub last_used: u64,
 }
 
 /// What removing a consumer left behind.
@@ -264,6 +284,28 @@ impl Queue {
         counts
     }
 
+    /// Counts, consumers and counters, exact at the time of the call
+    /// (expired messages are dropped first, as a count would).
+    pub fn snapshot(&self) -> QueueSnapshot {
+        let mut dead = Vec::new();
+        let snapshot = {
+            let mut st = self.state.lock();
+            self.expire(&mut st, &mut dead);
+            QueueSnapshot {
+                ready: st.ready.len() as u32,
+                unacked: st.unacked as u32,
+                ready_bytes: st.ready.body_bytes() as u64,
+                unacked_bytes: st.unacked_bytes as u64,
+                in_memory: st.ready.in_memory() as u32,
+                consumers: st.consumers.clone(),
+                counters: st.counters,
+                last_used: st.last_used,
+            }
+        };
+        self.dead_letter(dead);
+        snapshot
+    }
+
     /// Ready messages whose bodies are in memory.
     pub fn messages_in_memory(&self) -> usize {
         self.state.lock().ready.in_memory()
@@ -328,6 +370,7 @@ impl Queue {
         }
         let seq = st.next_seq;
         st.next_seq += 1;
+        st.counters.publish += 1;
         // The shorter of the queue's TTL and the message's own.
         let ttl = match (st.args.message_ttl, message.expiration) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -508,6 +551,8 @@ impl Queue {
                 consumers,
                 rotation,
                 unacked,
+                unacked_bytes,
+                counters,
                 names,
                 ..
             } = &mut *st;
@@ -527,14 +572,24 @@ impl Queue {
                     continue;
                 }
                 let (seq, on_disk) = (message.seq, message.on_disk);
+                let (size, redelivered) = (message.message.body.len(), message.redelivered);
                 let wire = (self.args.is_quorum() && message.delivery_count > 0)
                     .then(|| with_delivery_count(&message.message, message.delivery_count));
                 match consumer
                     .channel
                     .deliver(consumer, self, message, wire.as_ref())
                 {
-                    Delivery::Unacked => *unacked += 1,
-                    Delivery::Settled(auto_acked) => settled.push(auto_acked),
+                    Delivery::Unacked => {
+                        *unacked += 1;
+                        *unacked_bytes += size;
+                        counters.deliver += 1;
+                        counters.redeliver += u64::from(redelivered);
+                    }
+                    Delivery::Settled(auto_acked) => {
+                        counters.deliver_no_ack += 1;
+                        counters.redeliver += u64::from(redelivered);
+                        settled.push(auto_acked);
+                    }
                     Delivery::Refused(message) => {
                         // Rare: put it back at the head and pick again.
                         ready.insert_in_order(message);
@@ -626,8 +681,13 @@ impl Queue {
             self.expire(&mut st, &mut dead);
             let QueueState { ready, names, .. } = &mut *st;
             match ready.pop_front(self.storage.as_deref(), names) {
-                None => false,
+                None => {
+                    st.counters.get_empty += 1;
+                    false
+                }
                 Some(message) => {
+                    let (size, redelivered) = (message.message.body.len(), message.redelivered);
+                    st.counters.redeliver += u64::from(redelivered);
                     if let (Some(storage), true) = (&self.storage, message.on_disk) {
                         storage.note_delivered(message.seq);
                     }
@@ -640,11 +700,16 @@ impl Queue {
                     let remaining = st.ready.len() as u32;
                     match deliver(message, remaining, wire.as_ref()) {
                         Some(settled) => {
+                            st.counters.get_no_ack += 1;
                             if let Some(storage) = &self.storage {
                                 storage.remove(&[settled]);
                             }
                         }
-                        None => st.unacked += 1,
+                        None => {
+                            st.counters.get += 1;
+                            st.unacked += 1;
+                            st.unacked_bytes += size;
+                        }
                     }
                     true
                 }
@@ -670,12 +735,14 @@ impl Queue {
         {
             let mut st = self.state.lock();
             st.unacked = st.unacked.saturating_sub(messages.len());
+            st.unacked_bytes = st.unacked_bytes.saturating_sub(body_bytes(&messages));
             match reason {
                 Some(reason) => {
                     let dlx = st.args.dead_letter_exchange.is_some();
                     self.leave(messages, reason, dlx, &mut dead)
                 }
                 None => {
+                    st.counters.ack += messages.len() as u64;
                     if let Some(storage) = &self.storage {
                         storage.remove(&messages);
                     }
@@ -695,6 +762,7 @@ impl Queue {
         {
             let mut st = self.state.lock();
             st.unacked = st.unacked.saturating_sub(messages.len());
+            st.unacked_bytes = st.unacked_bytes.saturating_sub(body_bytes(&messages));
             if st.deleted {
                 drop(st);
                 if let Some(storage) = &self.storage {
@@ -954,6 +1022,11 @@ impl Timed for Queue {
 /// policy's for classic queues).
 fn overflow_declared(arguments: &FieldTable) -> bool {
     arguments.inner().contains_key("x-overflow")
+}
+
+/// The body bytes of `messages`.
+fn body_bytes(messages: &[QueuedMessage]) -> usize {
+    messages.iter().map(|m| m.message.body.len()).sum()
 }
 
 /// The message's properties with its `x-delivery-count` header set (quorum

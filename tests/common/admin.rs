@@ -74,30 +74,62 @@ impl Http {
 
     /// Send a request; returns the status and body.
     pub fn request(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
+        let (status, _, text) = self.send(method, path, body, &[]);
+        (status, text)
+    }
+
+    /// Send a request with extra headers (and the `Authorization` of
+    /// these credentials unless one is given); returns the status, the
+    /// response headers and the body.
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Vec<(String, String)>, String) {
         let url = format!("{}/api{path}", self.base);
+        let authorization = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .map_or(self.authorization.as_str(), |(_, v)| *v);
+        let others = headers
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+        macro_rules! with_headers {
+            ($request:expr) => {{
+                let mut request = $request.header("Authorization", authorization);
+                for (k, v) in others.clone() {
+                    request = request.header(*k, *v);
+                }
+                request
+            }};
+        }
         let result = match (method, body) {
-            ("GET", _) => self
-                .agent
-                .get(&url)
-                .header("Authorization", &self.authorization)
-                .call(),
-            ("DELETE", _) => self
-                .agent
-                .delete(&url)
-                .header("Authorization", &self.authorization)
-                .call(),
-            ("PUT", body) => self
-                .agent
-                .put(&url)
-                .header("Authorization", &self.authorization)
+            ("GET", _) => with_headers!(self.agent.get(&url)).call(),
+            ("DELETE", _) => with_headers!(self.agent.delete(&url)).call(),
+            ("PUT", body) => with_headers!(self.agent.put(&url))
+                .header("Content-Type", "application/json")
+                .send(body.unwrap_or_else(|| json!({})).to_string()),
+            ("POST", body) => with_headers!(self.agent.post(&url))
                 .header("Content-Type", "application/json")
                 .send(body.unwrap_or_else(|| json!({})).to_string()),
             (other, _) => panic!("unsupported method {other}"),
         };
         let mut response = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let status = response.status().as_u16();
+        let response_headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
         let text = response.body_mut().read_to_string().unwrap_or_default();
-        (status, text)
+        (status, response_headers, text)
+    }
+
+    /// `http://host:port` of the API, without credentials.
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     /// A request that must succeed (2xx).

@@ -175,6 +175,22 @@ impl TestBroker {
         }
     }
 
+    /// The management HTTP API of the broker under test: the in-process
+    /// Warren's, or the outside broker's at `WARREN_TEST_HTTP_URI`.
+    pub fn http(&self) -> admin::Http {
+        match &self.server {
+            Some(server) => {
+                let addr = server
+                    .management_addr()
+                    .expect("the broker serves the management API");
+                admin::Http::new(&format!("http://guest:guest@{addr}"))
+            }
+            None => admin::Http::from_env().expect(
+                "WARREN_TEST_HTTP_URI (like http://guest:guest@127.0.0.1:15673) for the outside broker's API",
+            ),
+        }
+    }
+
     /// The URI to reach `vhost` as `user`.
     pub fn uri_as(&self, user: &str, password: &str, vhost: &str) -> String {
         format!(

@@ -60,6 +60,7 @@ impl WarrenCommand {
         command
             .arg("--listen")
             .arg(addr.to_string())
+            .args(["--management-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(&data_dir)
             .stdin(Stdio::null())
