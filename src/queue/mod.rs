@@ -22,6 +22,7 @@ pub mod dead_letter;
 pub mod ready;
 pub mod republish;
 pub mod storage;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -43,6 +44,7 @@ use ready::ReadyQueue;
 pub use republish::Republish;
 pub use storage::Persist;
 use storage::{QueueStorage, RecoveredEntry};
+use stream::StreamQueue;
 
 /// Messages to dead-letter once the queue lock is released.
 type DeadLetters = Vec<(Arc<Message>, Reason)>;
@@ -62,6 +64,8 @@ pub struct Queue {
     pub arguments: FieldTable,
     pub args: QueueArgs,
     storage: Option<Arc<QueueStorage>>,
+    /// A stream queue's log and consumers (everything else here is unused).
+    stream: Option<Arc<StreamQueue>>,
     /// Ready messages kept in memory (per priority) before new ones go to disk only.
     max_in_memory: usize,
     /// The virtual host above: dead letters are routed through it, and an
@@ -126,6 +130,7 @@ pub struct QueueOptions {
     pub arguments: FieldTable,
     pub args: QueueArgs,
     pub storage: Option<Arc<QueueStorage>>,
+    pub stream: Option<Arc<StreamQueue>>,
     pub max_in_memory: usize,
     /// The virtual host (or a test's stand-in) the queue lives in.
     pub republish: Weak<dyn Republish>,
@@ -144,6 +149,7 @@ impl Queue {
             arguments: options.arguments,
             args: options.args,
             storage: options.storage,
+            stream: options.stream,
             max_in_memory: options.max_in_memory.max(1),
             republish: options.republish,
             timers: options.timers,
@@ -163,7 +169,15 @@ impl Queue {
 
     /// The id of the queue's storage (names its trees), if it has any.
     pub fn storage_id(&self) -> Option<u64> {
-        self.storage.as_ref().map(|s| s.id)
+        match &self.stream {
+            Some(stream) => Some(stream.id),
+            None => self.storage.as_ref().map(|s| s.id),
+        }
+    }
+
+    /// The stream behind a stream queue.
+    pub fn stream(&self) -> Option<&Arc<StreamQueue>> {
+        self.stream.as_ref()
     }
 
     /// Whether persistent messages routed here are written to disk.
@@ -207,11 +221,18 @@ impl Queue {
     }
 
     pub fn consumer_count(&self) -> u32 {
+        if let Some(stream) = &self.stream {
+            return stream.consumer_count() as u32;
+        }
         self.state.lock().consumers.len() as u32
     }
 
     /// Ready and consumer counts at once; counts as a use (`x-expires`).
     pub fn counts(&self) -> (u32, u32) {
+        if let Some(stream) = &self.stream {
+            // RabbitMQ reports no ready messages for a stream.
+            return (0, stream.consumer_count() as u32);
+        }
         let mut dead = Vec::new();
         let counts = {
             let mut st = self.state.lock();
@@ -257,6 +278,12 @@ impl Queue {
     /// Persistent messages of a durable queue (every message of a quorum
     /// queue) are written first.
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Published {
+        if let Some(stream) = &self.stream {
+            return Published {
+                persist: stream.publish(&message),
+                rejected: false,
+            };
+        }
         let mut dead = Vec::new();
         let published = self.publish_locked(message, &mut dead);
         self.dead_letter(dead);
@@ -403,6 +430,10 @@ impl Queue {
 
     /// Deliver ready messages to consumers with credit.
     pub fn drain(self: &Arc<Self>) {
+        if let Some(stream) = &self.stream {
+            stream.wake_consumers();
+            return;
+        }
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
@@ -508,6 +539,14 @@ impl Queue {
         consumer: Arc<Consumer>,
         on_added: impl FnOnce(),
     ) -> AmqpResult<()> {
+        if let Some(stream) = &self.stream {
+            let spec = stream::offset_spec(&consumer.arguments, &self.describe())?;
+            if self.is_deleted() {
+                return Err(amqp_err!(NotFound, "no {}", self.describe()));
+            }
+            on_added();
+            return stream.add_consumer(self, consumer, spec);
+        }
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
@@ -533,6 +572,12 @@ impl Queue {
     /// Remove a consumer. With single active consumer, the next registered
     /// one takes over at once.
     pub fn remove_consumer(self: &Arc<Self>, consumer: &Arc<Consumer>) -> ConsumerRemoval {
+        if let Some(stream) = &self.stream {
+            return match stream.remove_consumer(consumer) {
+                true => ConsumerRemoval::Removed,
+                false => ConsumerRemoval::NotFound,
+            };
+        }
         let mut dead = Vec::new();
         let removal = {
             let mut st = self.state.lock();
@@ -610,6 +655,11 @@ impl Queue {
     }
 
     fn settle(self: &Arc<Self>, messages: Vec<QueuedMessage>, reason: Option<Reason>) {
+        if let Some(stream) = &self.stream {
+            // Nothing leaves a stream: a settle only returns credit.
+            stream.wake_consumers();
+            return;
+        }
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
@@ -632,6 +682,10 @@ impl Queue {
     /// return, and dead-letters a message returned more than its
     /// `x-delivery-limit`.
     pub fn requeue(self: &Arc<Self>, messages: Vec<QueuedMessage>) {
+        if let Some(stream) = &self.stream {
+            stream.wake_consumers();
+            return;
+        }
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
@@ -682,6 +736,13 @@ impl Queue {
 
     /// Check `queue.delete`'s conditions.
     pub fn check_delete(&self, if_unused: bool, if_empty: bool) -> AmqpResult<()> {
+        if let Some(stream) = &self.stream {
+            // A stream counts as empty (RabbitMQ reports no ready messages).
+            if if_unused && stream.consumer_count() > 0 {
+                return Err(amqp_err!(PreconditionFailed, "{} in use", self.describe()));
+            }
+            return Ok(());
+        }
         let st = self.state.lock();
         if if_unused && !st.consumers.is_empty() {
             return Err(amqp_err!(PreconditionFailed, "{} in use", self.describe()));
@@ -702,6 +763,9 @@ impl Queue {
     pub fn mark_deleted(&self) -> (u32, Vec<Arc<Consumer>>) {
         let mut st = self.state.lock();
         st.deleted = true;
+        if let Some(stream) = &self.stream {
+            return (0, stream.delete());
+        }
         let count = st.ready.len() as u32;
         let cleared = st.ready.clear();
         if let Some(storage) = &self.storage {
