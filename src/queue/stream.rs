@@ -65,6 +65,8 @@ pub struct StreamQueue {
     /// Published, not yet appended: the next chunk.
     pending: Mutex<Batch>,
     has_pending: AtomicBool,
+    /// queue.delete removed it: nothing more is appended or flushed.
+    deleted: AtomicBool,
     /// The group-commit thread, asked for a flush whenever a batch starts.
     syncer: Arc<Syncer>,
     consumers: Mutex<Vec<Arc<StreamConsumer>>>,
@@ -107,6 +109,7 @@ impl StreamQueue {
             log,
             pending: Mutex::new(Batch::new()),
             has_pending: AtomicBool::new(false),
+            deleted: AtomicBool::new(false),
             syncer: store.syncer.clone(),
             consumers: Mutex::new(Vec::new()),
             max_age: args.max_age,
@@ -125,6 +128,9 @@ impl StreamQueue {
     /// consumers, with the next flush of the group-commit thread.
     pub fn publish(&self, message: &Message) -> Persist {
         let mut pending = self.pending.lock();
+        if self.deleted.load(Ordering::Acquire) {
+            return Persist::NotNeeded;
+        }
         if let Err(e) = message::push(&mut pending, message, None) {
             warn!(
                 "stream {}: cannot append a message: {e}",
@@ -211,8 +217,12 @@ impl StreamQueue {
         for c in &consumers {
             c.cancel();
         }
-        self.has_pending.store(false, Ordering::Release);
-        *self.pending.lock() = Batch::new();
+        {
+            let mut pending = self.pending.lock();
+            self.deleted.store(true, Ordering::Release);
+            self.has_pending.store(false, Ordering::Release);
+            *pending = Batch::new();
+        }
         let log = self.log.clone();
         let remove = move || {
             if let Err(e) = log.delete() {
@@ -245,7 +255,8 @@ impl StreamConsumer {
 
 impl Flushable for StreamQueue {
     fn needs_flush(&self) -> bool {
-        self.has_pending.load(Ordering::Acquire) || Flushable::needs_flush(&self.log)
+        !self.deleted.load(Ordering::Acquire)
+            && (self.has_pending.load(Ordering::Acquire) || Flushable::needs_flush(&self.log))
     }
 
     /// Append the pending batch as one chunk, then sync the log: called by
@@ -253,14 +264,20 @@ impl Flushable for StreamQueue {
     fn flush(&self) -> std::io::Result<()> {
         {
             let mut pending = self.pending.lock();
+            if self.deleted.load(Ordering::Acquire) {
+                // Its confirms are moot: the queue is gone.
+                return Ok(());
+            }
             self.has_pending.store(false, Ordering::Release);
             if !pending.is_empty() {
                 let batch = std::mem::take(&mut *pending);
                 self.log.append(batch)?;
             }
         }
-        self.log.flush()?;
-        Ok(())
+        match self.log.flush() {
+            Ok(_) | Err(StreamError::Deleted { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
