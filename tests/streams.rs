@@ -821,6 +821,30 @@ async fn transactional_publishes_reach_the_stream() {
     broker.stop().await;
 }
 
+#[tokio::test]
+async fn declare_ok_counts_no_consumers_and_if_unused_deletes_anyway() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let q = stream(&conn, &[]).await;
+    let (_c, _consumer) = consume_from(&conn, &q, 10, Some(s("first"))).await;
+    let ch = conn.create_channel().await.unwrap();
+    // RabbitMQ 3.10 counts neither messages nor consumers of a stream here.
+    let ok = declare_passive(&ch, &q).await.unwrap();
+    assert_eq!((ok.message_count(), ok.consumer_count()), (0, 0));
+    ch.queue_delete(
+        q.as_str().into(),
+        QueueDeleteOptions {
+            if_unused: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("delete if-unused");
+    assert_amqp_error(declare_passive(&ch, &q).await, 404, "NOT_FOUND");
+    conn.close(200, "bye".into()).await.ok();
+    broker.stop().await;
+}
+
 // ---- retention ----
 
 #[tokio::test]

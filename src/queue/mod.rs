@@ -229,9 +229,10 @@ impl Queue {
 
     /// Ready and consumer counts at once; counts as a use (`x-expires`).
     pub fn counts(&self) -> (u32, u32) {
-        if let Some(stream) = &self.stream {
-            // RabbitMQ reports no ready messages for a stream.
-            return (0, stream.consumer_count() as u32);
+        if self.stream.is_some() {
+            // RabbitMQ 3.10 reports neither messages nor consumers for a
+            // stream in declare-ok.
+            return (0, 0);
         }
         let mut dead = Vec::new();
         let counts = {
@@ -736,11 +737,9 @@ impl Queue {
 
     /// Check `queue.delete`'s conditions.
     pub fn check_delete(&self, if_unused: bool, if_empty: bool) -> AmqpResult<()> {
-        if let Some(stream) = &self.stream {
-            // A stream counts as empty (RabbitMQ reports no ready messages).
-            if if_unused && stream.consumer_count() > 0 {
-                return Err(amqp_err!(PreconditionFailed, "{} in use", self.describe()));
-            }
+        if self.stream.is_some() {
+            // As in RabbitMQ 3.10, which counts neither messages nor
+            // consumers of a stream here: it is always empty and unused.
             return Ok(());
         }
         let st = self.state.lock();
