@@ -22,7 +22,8 @@ use crate::metrics::counters;
 use crate::protocol::table::{describe_value, equivalent, lookup, value_text};
 use crate::protocol::{AmqpResult, Properties};
 use crate::queue::storage::QueueStorage;
-use crate::queue::{Consumer, Queue, QueueArgs, QueueOptions, Republish};
+use crate::queue::stream::StreamQueue;
+use crate::queue::{Consumer, Queue, QueueArgs, QueueOptions, QueueType, Republish};
 use crate::store::{BindingRecord, ExchangeRecord, QueueRecord, Store};
 use crate::timer::Timers;
 
@@ -598,10 +599,11 @@ impl VHost {
             guard.dead_letter_exchange(&spec.name, &dlx)?;
         }
         let args = QueueArgs::parse(&spec.arguments, &description)?;
-        if spec.server_named && args.is_quorum() {
+        if spec.server_named && !matches!(args.queue_type, QueueType::Classic) {
             return Err(amqp_err!(
                 PreconditionFailed,
-                "Cannot declare a server-named queue for type rabbit_quorum_queue"
+                "Cannot declare a server-named queue for type {}",
+                args.type_module()
             ));
         }
         args.check_flags(&description, durable, spec.exclusive, spec.auto_delete)?;
@@ -612,10 +614,33 @@ impl VHost {
             return self.declare_queue(spec, connection, guard);
         }
         let name: Arc<str> = Arc::from(spec.name.as_str());
+        let stream = match (&self.store, args.is_stream()) {
+            (Some(store), true) => {
+                let id = store.next_id();
+                Some(
+                    StreamQueue::open(&store.streams_dir(), id, &args, store, self.timers.as_ref())
+                        .map_err(|e| {
+                            amqp_err!(
+                                InternalError,
+                                "cannot create the stream of queue '{}': {e}",
+                                spec.name
+                            )
+                        })?,
+                )
+            }
+            (None, true) => {
+                return Err(amqp_err!(
+                    NotImplemented,
+                    "stream queues need a data directory"
+                ));
+            }
+            _ => None,
+        };
         // Read under the topology lock, so a policy change either sees this
         // queue or is seen by it.
         let applied = self.policies.read().for_queue(&name, args.queue_type);
         let storage = match &self.store {
+            Some(_) if stream.is_some() => None,
             Some(store) => Some(
                 QueueStorage::new(store.clone(), store.next_id(), durable).map_err(|e| {
                     amqp_err!(
@@ -636,6 +661,7 @@ impl VHost {
             arguments: spec.arguments,
             args,
             storage,
+            stream,
             max_in_memory: self.max_in_memory,
             republish: self.me.clone(),
             timers: self.timers.clone(),
@@ -854,11 +880,26 @@ impl VHost {
         record: &QueueRecord,
         store: &Arc<Store>,
     ) -> Result<Arc<Queue>, crate::store::StoreError> {
-        let storage = QueueStorage::new(store.clone(), record.id, true)?;
         let name: Arc<str> = Arc::from(record.name.as_str());
         let description = self.queue_desc(&record.name);
         // Stored arguments were valid when declared; read them leniently.
         let args = QueueArgs::parse(&record.arguments, &description).unwrap_or_default();
+        let (storage, stream) = if args.is_stream() {
+            let dir = store.streams_dir();
+            let stream = StreamQueue::open(&dir, record.id, &args, store, self.timers.as_ref())
+                .map_err(|e| crate::store::StoreError::Corrupt {
+                    path: dir.join(record.id.to_string()),
+                    tree: "streams".into(),
+                    key: format!("{}/{}", record.vhost, record.name),
+                    why: e.to_string(),
+                })?;
+            (None, Some(stream))
+        } else {
+            (
+                Some(QueueStorage::new(store.clone(), record.id, true)?),
+                None,
+            )
+        };
         let applied = self.policies.read().for_queue(&name, args.queue_type);
         let queue = Queue::new(QueueOptions {
             name: name.clone(),
@@ -868,7 +909,8 @@ impl VHost {
             exclusive_owner: None,
             arguments: record.arguments.clone(),
             args,
-            storage: Some(storage),
+            storage,
+            stream,
             max_in_memory: self.max_in_memory,
             republish: self.me.clone(),
             timers: self.timers.clone(),

@@ -435,38 +435,6 @@ async fn non_string_queue_type_is_refused_with_406() {
 }
 
 #[tokio::test]
-async fn stream_queue_type_is_refused_with_406_on_warren() {
-    let broker = TestBroker::start().await;
-    if broker.is_external() {
-        // RabbitMQ 3.10 has streams; Warren does not (yet).
-        broker.stop().await;
-        return;
-    }
-    let (conn, ch) = broker.channel().await;
-    let q = unique("stream");
-    let res = ch
-        .queue_declare(
-            q.as_str().into(),
-            durable(),
-            table(&[("x-queue-type", s("stream"))]),
-        )
-        .await;
-    match res {
-        Ok(v) => panic!("stream queue declared: {v:?}"),
-        Err(e) => {
-            assert_eq!(reply_code(&e), Some(406), "error was {e:?}");
-            let text = reply_text(&e).unwrap_or_default();
-            assert!(
-                text.starts_with("PRECONDITION_FAILED - ") && text.contains("stream"),
-                "reply text {text:?}"
-            );
-        }
-    }
-    conn.close(200, "bye".into()).await.unwrap();
-    broker.stop().await;
-}
-
-#[tokio::test]
 async fn redeclaring_a_classic_queue_as_quorum_fails_with_inequivalent_arg() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;

@@ -102,6 +102,7 @@ pub async fn run(ctx: RunCtx) -> Result<Report, String> {
             multi_ack,
             latency: None,
             blocking: ctx.cli.client_io.as_deref() == Some("threads"),
+            stream_offset: None,
         },
         counters.clone(),
         drain_cancel.clone(),

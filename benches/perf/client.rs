@@ -165,7 +165,7 @@ fn put_empty_table(b: &mut BytesMut) {
 }
 
 /// A field table of string and bool entries, nested one level for capabilities.
-enum FieldVal<'a> {
+pub enum FieldVal<'a> {
     Str(&'a str),
     Bool(bool),
     Table(&'a [(&'a str, FieldVal<'a>)]),
@@ -937,6 +937,23 @@ impl Conn {
         Ok((name, a.u32()?, a.u32()?))
     }
 
+    /// Declare a durable queue with arguments (a stream, say).
+    pub async fn queue_declare_args(
+        &mut self,
+        channel: u16,
+        name: &str,
+        arguments: &[(&str, FieldVal<'_>)],
+    ) -> Result<()> {
+        self.call(channel, CLASS_QUEUE, 10, 11, |b| {
+            b.put_u16(0);
+            put_shortstr(b, name);
+            b.put_u8(bits(&[false, true, false, false, false]));
+            put_table(b, arguments);
+        })
+        .await?;
+        Ok(())
+    }
+
     pub async fn queue_bind(
         &mut self,
         channel: u16,
@@ -991,6 +1008,7 @@ impl Conn {
         channel: u16,
         queue: &str,
         no_ack: bool,
+        arguments: &[(&str, FieldVal<'_>)],
     ) -> Result<String> {
         let ok = self
             .call(channel, CLASS_BASIC, 20, 21, |b| {
@@ -998,7 +1016,7 @@ impl Conn {
                 put_shortstr(b, queue);
                 put_shortstr(b, "");
                 b.put_u8(bits(&[false, no_ack, false, false]));
-                put_empty_table(b);
+                put_table(b, arguments);
             })
             .await?;
         Ok(String::from_utf8_lossy(Args::new(&ok).shortstr()?).into_owned())

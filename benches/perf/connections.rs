@@ -27,7 +27,7 @@ async fn open_one(uri: &AmqpUri, i: usize, channels: u16, prefetch: u16) -> CRes
     if prefetch > 0 {
         c.basic_qos(channels, prefetch, false).await?;
     }
-    c.basic_consume(channels, &queue, false).await?;
+    c.basic_consume(channels, &queue, false, &[]).await?;
     Ok(c)
 }
 

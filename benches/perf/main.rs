@@ -17,6 +17,8 @@
 //!   handshake, idle RSS after --idle s.
 //! - `fill`, `wait-ready`: the halves of the recovery measurement
 //!   (`benches/run-recovery.sh` stops and starts the brokers).
+//! - `stream`: stream queues: confirmed publish rate (1 and 4 producers),
+//!   replay of --count messages from `first` by one and by many consumers.
 //! - `null-broker`: a do-nothing server for measuring the client itself.
 //!
 //! Output: one JSON line per run on stdout; progress on stderr. With
@@ -42,6 +44,7 @@ mod procstat;
 mod recovery;
 mod runner;
 mod startup;
+mod stream;
 mod throughput;
 mod workload;
 
@@ -54,6 +57,7 @@ const SCENARIOS: &[&str] = &[
     "startup",
     "fill",
     "wait-ready",
+    "stream",
 ];
 
 use std::sync::Arc;
@@ -231,6 +235,7 @@ async fn dispatch(scenario: &str, ctx: RunCtx) -> Result<Report, String> {
         "startup" => startup::run(ctx).await,
         "fill" => recovery::fill(ctx).await,
         "wait-ready" => recovery::wait_ready(ctx).await,
+        "stream" => stream::run(ctx).await,
         other => Err(format!("unknown scenario {other:?}")),
     }
 }

@@ -174,6 +174,7 @@ pub async fn start(
         multi_ack: shape.multi_ack,
         latency: latency.clone(),
         blocking: shape.io != ClientIo::Tasks,
+        stream_offset: None,
     };
     let producer_cfg = |i: usize| ProducerCfg {
         exchange: running.topology.exchange.clone(),

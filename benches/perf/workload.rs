@@ -644,6 +644,8 @@ pub struct ConsumerCfg {
     /// Run on a dedicated OS thread with a blocking socket (see
     /// [`Conn::into_blocking`]) instead of as a task on the client runtime.
     pub blocking: bool,
+    /// A stream consumer's `x-stream-offset` (first, last, next, ...).
+    pub stream_offset: Option<String>,
 }
 
 /// Connect, set qos and start consuming; returns once consume-ok arrived.
@@ -653,7 +655,12 @@ pub async fn open_consumer(uri: &AmqpUri, idx: usize, cfg: &ConsumerCfg) -> Resu
     if !cfg.auto_ack && cfg.prefetch > 0 {
         conn.basic_qos(1, cfg.prefetch, false).await?;
     }
-    conn.basic_consume(1, &cfg.queue, cfg.auto_ack).await?;
+    let args: Vec<(&str, crate::client::FieldVal<'_>)> = match &cfg.stream_offset {
+        Some(offset) => vec![("x-stream-offset", crate::client::FieldVal::Str(offset))],
+        None => Vec::new(),
+    };
+    conn.basic_consume(1, &cfg.queue, cfg.auto_ack, &args)
+        .await?;
     Ok(conn)
 }
 

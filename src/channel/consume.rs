@@ -11,10 +11,10 @@ use super::{Channel, Session, Settle, settle_unacked};
 use crate::access::{Permission, ResourceKind};
 use crate::amqp_err;
 use crate::metrics::counters;
-use crate::protocol::AmqpResult;
 use crate::protocol::method::put_get_ok_args;
 use crate::protocol::table::{as_i128, lookup, type_name};
-use crate::queue::{Consumer, ConsumerRemoval};
+use crate::protocol::{AmqpError, AmqpResult};
+use crate::queue::{Consumer, ConsumerRemoval, Queue};
 use crate::util::generated_name;
 use crate::vhost::ReplyChannel;
 use std::sync::atomic::Ordering::Relaxed;
@@ -78,6 +78,22 @@ impl Channel {
         let queue_name = self.expand_queue_name(consume.queue.as_str())?;
         self.check(s, ResourceKind::Queue, &queue_name, Permission::Read)?;
         let queue = s.vhost.queue_for(&queue_name, s.connection_id())?;
+        if queue.args.is_stream() {
+            // RabbitMQ 3.10's checks, in its order.
+            if consume.no_ack {
+                return Err(not_supported_by_streams(
+                    "automatic acknowledgement",
+                    &queue,
+                ));
+            }
+            if self.prefetch_count == 0 {
+                return Err(amqp_err!(
+                    PreconditionFailed,
+                    "consumer prefetch count is not set for '{}'",
+                    queue.describe()
+                ));
+            }
+        }
         if queue.args.is_quorum() && self.link.deliveries.lock().global_prefetch != 0 {
             return Err(amqp_err!(
                 NotImplemented,
@@ -190,6 +206,9 @@ impl Channel {
         let name = self.expand_queue_name(queue)?;
         self.check(s, ResourceKind::Queue, &name, Permission::Read)?;
         let queue = s.vhost.queue_for(&name, s.connection_id())?;
+        if queue.args.is_stream() {
+            return Err(not_supported_by_streams("basic.get", &queue));
+        }
         let link = &self.link;
         let frame_max = s.handle.frame_max;
         let got = queue.get(|message, remaining, wire| {
@@ -248,6 +267,15 @@ impl Channel {
         let taken = {
             let mut deliveries = self.link.deliveries.lock();
             let taken = deliveries.take(tag, multiple)?;
+            if !matches!(how, Settle::Ack)
+                && let Some(stream) = taken.iter().find(|u| u.queue.args.is_stream())
+            {
+                // The connection closes: what was taken goes with it.
+                return Err(not_supported_by_streams(
+                    "basic.nack and basic.reject",
+                    &stream.queue,
+                ));
+            }
             if how == Settle::Ack {
                 self.link.stats.ack.add(taken.len() as u64);
             }
@@ -275,6 +303,15 @@ impl Channel {
         if !requeue {
             return Err(amqp_err!(NotImplemented, "requeue=false"));
         }
+        if self
+            .link
+            .deliveries
+            .lock()
+            .any_unacked(|u| u.queue.args.is_stream())
+        {
+            // RabbitMQ fails inside its stream queue here: 541, no text.
+            return Err(crate::queue::arguments::internal_error().on_connection());
+        }
         if reply {
             s.send(
                 self.id,
@@ -290,4 +327,14 @@ impl Channel {
         settle_unacked(taken, Settle::Requeue);
         Ok(())
     }
+}
+
+/// RabbitMQ's 540 for what a stream queue does not do; it closes the
+/// connection.
+pub(super) fn not_supported_by_streams(what: &str, queue: &Queue) -> AmqpError {
+    amqp_err!(
+        NotImplemented,
+        "{what} not supported by stream queues {}",
+        queue.describe()
+    )
 }

@@ -4,6 +4,7 @@
 use amq_protocol::protocol::{AMQPClass, exchange, queue};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
 
+use super::consume::not_supported_by_streams;
 use super::{Channel, Session, strip_cr_lf};
 use crate::access::limits::exceeded;
 use crate::access::{Permission, PermissionCache, ResourceKind, VHostLimit};
@@ -331,7 +332,11 @@ impl Channel {
     pub(super) fn queue_purge(&mut self, s: &Session, p: queue::Purge) -> AmqpResult<()> {
         let name = self.expand_queue_name(p.queue.as_str())?;
         self.check(s, ResourceKind::Queue, &name, Permission::Read)?;
-        let count = s.vhost.queue_for(&name, s.connection_id())?.purge();
+        let queue = s.vhost.queue_for(&name, s.connection_id())?;
+        if queue.args.is_stream() {
+            return Err(not_supported_by_streams("queue.purge", &queue));
+        }
+        let count = queue.purge();
         if !p.nowait {
             s.send(
                 self.id,

@@ -244,6 +244,11 @@ impl Deliveries {
         self.unacked.front().map(|u| (u.delivered_at, &u.queue))
     }
 
+    /// Whether some outstanding delivery matches `pred`.
+    pub fn any_unacked(&self, pred: impl Fn(&Unacked) -> bool) -> bool {
+        self.unacked.iter().any(pred)
+    }
+
     pub fn unacked_count(&self) -> usize {
         self.unacked.len()
     }

@@ -53,8 +53,7 @@ impl Default for Counter {
 pub struct ByQueueType([Counter; 3]);
 
 /// The queue types in the order of [`ByQueueType`], with RabbitMQ's label
-/// values. Streams are listed (and stay at zero until Warren has them) so
-/// that dashboards find every series they expect.
+/// values.
 pub const QUEUE_TYPE_LABELS: [&str; 3] = [
     "rabbit_classic_queue",
     "rabbit_quorum_queue",
@@ -71,6 +70,7 @@ impl ByQueueType {
         let i = match queue_type {
             QueueType::Classic => 0,
             QueueType::Quorum => 1,
+            QueueType::Stream => 2,
         };
         self.0[i].add(n);
     }

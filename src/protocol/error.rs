@@ -56,6 +56,10 @@ impl AmqpError {
     /// Short strings hold 255 bytes at most: like RabbitMQ, a longer text
     /// keeps its first 252 bytes (on a char boundary) and ends in "...".
     pub fn reply_text(&self) -> String {
+        if self.explanation.is_empty() {
+            // RabbitMQ's text when its own code failed: the name alone.
+            return self.code.name().to_string();
+        }
         let mut text = format!("{} - {}", self.code.name(), self.explanation);
         if text.len() > 255 {
             let mut end = 252;

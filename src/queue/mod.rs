@@ -22,6 +22,7 @@ pub mod dead_letter;
 pub mod ready;
 pub mod republish;
 pub mod storage;
+pub mod stream;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -45,6 +46,7 @@ use ready::ReadyQueue;
 pub use republish::Republish;
 pub use storage::Persist;
 use storage::{QueueStorage, RecoveredEntry};
+use stream::StreamQueue;
 
 /// Messages to dead-letter once the queue lock is released.
 type DeadLetters = Vec<(Arc<Message>, Reason)>;
@@ -66,6 +68,8 @@ pub struct Queue {
     /// dead-lettering) is read from the effective copy in the state.
     pub args: QueueArgs,
     storage: Option<Arc<QueueStorage>>,
+    /// A stream queue's log and consumers (everything else here is unused).
+    stream: Option<Arc<StreamQueue>>,
     /// Ready messages kept in memory (per priority) before new ones go to disk only.
     max_in_memory: usize,
     /// The virtual host above: dead letters are routed through it, and an
@@ -164,6 +168,7 @@ pub struct QueueOptions {
     pub arguments: FieldTable,
     pub args: QueueArgs,
     pub storage: Option<Arc<QueueStorage>>,
+    pub stream: Option<Arc<StreamQueue>>,
     pub max_in_memory: usize,
     /// The virtual host (or a test's stand-in) the queue lives in.
     pub republish: Weak<dyn Republish>,
@@ -189,6 +194,7 @@ impl Queue {
             arguments: options.arguments,
             args: options.args,
             storage: options.storage,
+            stream: options.stream,
             max_in_memory: options.max_in_memory.max(1),
             republish: options.republish,
             timers: options.timers,
@@ -212,7 +218,15 @@ impl Queue {
 
     /// The id of the queue's storage (names its trees), if it has any.
     pub fn storage_id(&self) -> Option<u64> {
-        self.storage.as_ref().map(|s| s.id)
+        match &self.stream {
+            Some(stream) => Some(stream.id),
+            None => self.storage.as_ref().map(|s| s.id),
+        }
+    }
+
+    /// The stream behind a stream queue.
+    pub fn stream(&self) -> Option<&Arc<StreamQueue>> {
+        self.stream.as_ref()
     }
 
     /// Whether persistent messages routed here are written to disk.
@@ -256,6 +270,9 @@ impl Queue {
     }
 
     pub fn consumer_count(&self) -> u32 {
+        if let Some(stream) = &self.stream {
+            return stream.consumer_count() as u32;
+        }
         self.state.lock().consumers.len() as u32
     }
 
@@ -273,6 +290,11 @@ impl Queue {
 
     /// Ready and consumer counts at once; counts as a use (`x-expires`).
     pub fn counts(&self) -> (u32, u32) {
+        if self.stream.is_some() {
+            // RabbitMQ 3.10 reports neither messages nor consumers for a
+            // stream in declare-ok.
+            return (0, 0);
+        }
         let mut dead = Vec::new();
         let counts = {
             let mut st = self.state.lock();
@@ -340,6 +362,12 @@ impl Queue {
     /// Persistent messages of a durable queue (every message of a quorum
     /// queue) are written first.
     pub fn publish(self: &Arc<Self>, message: Arc<Message>) -> Published {
+        if let Some(stream) = &self.stream {
+            return Published {
+                persist: stream.publish(&message),
+                rejected: false,
+            };
+        }
         let mut dead = Vec::new();
         let published = self.publish_locked(message, &mut dead);
         self.dead_letter(dead);
@@ -501,6 +529,10 @@ impl Queue {
 
     /// Deliver ready messages to consumers with credit.
     pub fn drain(self: &Arc<Self>) {
+        if let Some(stream) = &self.stream {
+            stream.wake_consumers();
+            return;
+        }
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
@@ -619,6 +651,14 @@ impl Queue {
         consumer: Arc<Consumer>,
         on_added: impl FnOnce(),
     ) -> AmqpResult<()> {
+        if let Some(stream) = &self.stream {
+            let spec = stream::offset_spec(&consumer.arguments, &self.describe())?;
+            if self.is_deleted() {
+                return Err(amqp_err!(NotFound, "no {}", self.describe()));
+            }
+            on_added();
+            return stream.add_consumer(self, consumer, spec);
+        }
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
@@ -644,6 +684,12 @@ impl Queue {
     /// Remove a consumer. With single active consumer, the next registered
     /// one takes over at once.
     pub fn remove_consumer(self: &Arc<Self>, consumer: &Arc<Consumer>) -> ConsumerRemoval {
+        if let Some(stream) = &self.stream {
+            return match stream.remove_consumer(consumer) {
+                true => ConsumerRemoval::Removed,
+                false => ConsumerRemoval::NotFound,
+            };
+        }
         let mut dead = Vec::new();
         let removal = {
             let mut st = self.state.lock();
@@ -731,6 +777,11 @@ impl Queue {
     }
 
     fn settle(self: &Arc<Self>, messages: Vec<QueuedMessage>, reason: Option<Reason>) {
+        if let Some(stream) = &self.stream {
+            // Nothing leaves a stream: a settle only returns credit.
+            stream.wake_consumers();
+            return;
+        }
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
@@ -758,6 +809,10 @@ impl Queue {
     /// return, and dead-letters a message returned more than its
     /// `x-delivery-limit`.
     pub fn requeue(self: &Arc<Self>, messages: Vec<QueuedMessage>) {
+        if let Some(stream) = &self.stream {
+            stream.wake_consumers();
+            return;
+        }
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
@@ -810,6 +865,11 @@ impl Queue {
 
     /// Check `queue.delete`'s conditions.
     pub fn check_delete(&self, if_unused: bool, if_empty: bool) -> AmqpResult<()> {
+        if self.stream.is_some() {
+            // As in RabbitMQ 3.10, which counts neither messages nor
+            // consumers of a stream here: it is always empty and unused.
+            return Ok(());
+        }
         let st = self.state.lock();
         if if_unused && !st.consumers.is_empty() {
             return Err(amqp_err!(PreconditionFailed, "{} in use", self.describe()));
@@ -830,6 +890,9 @@ impl Queue {
     pub fn mark_deleted(&self) -> (u32, Vec<Arc<Consumer>>) {
         let mut st = self.state.lock();
         st.deleted = true;
+        if let Some(stream) = &self.stream {
+            return (0, stream.delete());
+        }
         let count = st.ready.len() as u32;
         let cleared = st.ready.clear();
         if let Some(storage) = &self.storage {

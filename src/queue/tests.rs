@@ -92,6 +92,7 @@ fn queue(name: &str, arguments: FieldTable, home: Weak<dyn Republish>) -> Arc<Qu
         arguments,
         args,
         storage: None,
+        stream: None,
         max_in_memory: 100,
         republish: home,
         timers: None,

@@ -46,6 +46,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::message::SharedMessage;
 use crate::queue::storage::QueueStorage;
+use crate::stream::Flushable;
 use reaper::Reaper;
 use sync::Syncer;
 
@@ -121,6 +122,8 @@ pub struct Topology {
 }
 
 type Marks = Arc<Mutex<Vec<Weak<QueueStorage>>>>;
+/// Streams whose appends the flusher makes durable with each flush.
+type Flushables = Arc<Mutex<Vec<Weak<dyn Flushable>>>>;
 
 #[derive(Debug)]
 pub struct Store {
@@ -139,6 +142,7 @@ pub struct Store {
     topology_writes: AtomicU64,
     /// Durable queues whose delivery marks are written before each flush.
     marks: Marks,
+    flushables: Flushables,
     pub syncer: Arc<Syncer>,
     /// Deletes settled messages off the delivery path.
     pub reaper: Arc<Reaper>,
@@ -213,9 +217,14 @@ impl Store {
             }
         }
         let marks: Marks = Arc::default();
+        let flushables: Flushables = Arc::default();
         let before_flush = {
             let marks = marks.clone();
-            move || write_marks(&marks)
+            let flushables = flushables.clone();
+            move || {
+                write_marks(&marks);
+                flush_all(&flushables)
+            }
         };
         let shared = tree("shared")?;
         Ok(Arc::new(Store {
@@ -230,6 +239,7 @@ impl Store {
             next_id: AtomicU64::new(1),
             topology_writes: AtomicU64::new(0),
             marks,
+            flushables,
             syncer: Syncer::start(db.clone(), sync, Box::new(before_flush)),
             path: db_path,
             db,
@@ -445,6 +455,20 @@ impl Store {
         self.marks.lock().push(Arc::downgrade(storage));
     }
 
+    /// Make `stream`'s appends durable with every flush (group commit: a
+    /// confirm waits for the one flush that covers the store and streams).
+    pub fn register_flushable(&self, stream: Weak<dyn Flushable>) {
+        self.flushables.lock().push(stream);
+    }
+
+    /// The directory streams keep their segment files in.
+    pub fn streams_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(data_dir) => data_dir.join("streams"),
+            None => self.path.join("streams"),
+        }
+    }
+
     /// Register the writes made so far for the next flush.
     pub fn request_sync(&self) -> u64 {
         self.syncer.request()
@@ -455,6 +479,7 @@ impl Store {
         self.reaper.stop();
         self.syncer.stop();
         write_marks(&self.marks);
+        flush_all(&self.flushables);
         let _ = self.db.flush();
     }
 
@@ -472,6 +497,24 @@ fn write_marks(marks: &Mutex<Vec<Weak<QueueStorage>>>) {
         }
         None => false,
     });
+}
+
+/// Flush every registered stream with appends pending; false if one failed
+/// (its error is logged, and the flush is tried again).
+fn flush_all(flushables: &Mutex<Vec<Weak<dyn Flushable>>>) -> bool {
+    let streams: Vec<Arc<dyn Flushable>> = {
+        let mut list = flushables.lock();
+        list.retain(|weak| weak.strong_count() > 0);
+        list.iter().filter_map(Weak::upgrade).collect()
+    };
+    let mut ok = true;
+    for stream in streams.iter().filter(|s| s.needs_flush()) {
+        if let Err(e) = stream.flush() {
+            tracing::error!("flushing a stream failed: {e}");
+            ok = false;
+        }
+    }
+    ok
 }
 
 fn delayed_tree_name(vhost: &str, exchange: &str) -> Vec<u8> {

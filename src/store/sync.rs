@@ -30,8 +30,10 @@ pub struct Syncer {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
-/// Runs on the flusher thread before each flush.
-pub type BeforeFlush = Box<dyn Fn() + Send + Sync>;
+/// Runs on the flusher thread before each flush; false when something it
+/// had to make durable (a stream's segment) failed, which keeps the ticket
+/// pending.
+pub type BeforeFlush = Box<dyn Fn() -> bool + Send + Sync>;
 
 impl Syncer {
     /// Start the flusher thread for `db`.
@@ -71,6 +73,11 @@ impl Syncer {
         ticket
     }
 
+    /// Whether flushes wait for the disk (false with `--sync off`).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// The highest durable ticket (everything, without syncing).
     pub fn durable(&self) -> u64 {
         if !self.enabled {
@@ -108,7 +115,11 @@ impl Syncer {
                 }
             }
             let target = self.requested.load(Ordering::Acquire);
-            before_flush();
+            if !before_flush() {
+                // Already logged; confirms stay pending.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            }
             if let Err(e) = db.flush() {
                 // Confirms stay pending rather than lie about durability.
                 error!("flushing the store failed: {e}");

@@ -341,6 +341,11 @@ impl Chunk {
         self.header.timestamp
     }
 
+    /// The chunk's size in bytes (header, filter and records).
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Records in the whole chunk.
     pub fn record_count(&self) -> u32 {
         self.header.record_count
