@@ -15,6 +15,8 @@
 //!   broker RSS held and per connection.
 //! - `startup`: start --exec (and --compare-exec), time to the first
 //!   handshake, idle RSS after --idle s.
+//! - `declare-queues`, `delete-queues`: --queues empty durable queues
+//!   declared or deleted over --concurrency connections; rate, disk, RSS.
 //! - `fill`, `wait-ready`: the halves of the recovery measurement
 //!   (`benches/run-recovery.sh` stops and starts the brokers).
 //! - `null-broker`: a do-nothing server for measuring the client itself.
@@ -39,6 +41,7 @@ mod json;
 mod latency;
 mod null_broker;
 mod procstat;
+mod queues;
 mod recovery;
 mod runner;
 mod startup;
@@ -52,6 +55,8 @@ const SCENARIOS: &[&str] = &[
     "backlog",
     "connections",
     "startup",
+    "declare-queues",
+    "delete-queues",
     "fill",
     "wait-ready",
 ];
@@ -69,11 +74,11 @@ use crate::runner::{Report, RunCtx, Target};
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "perf",
-    about = "Broker-agnostic AMQP 0-9-1 benchmark (throughput, latency, backlog, connections, startup, fill, wait-ready, null-broker)"
+    about = "Broker-agnostic AMQP 0-9-1 benchmark (throughput, latency, backlog, connections, startup, declare-queues, delete-queues, fill, wait-ready, null-broker)"
 )]
 pub struct Cli {
-    /// Scenario: throughput, latency, backlog, connections, startup, fill,
-    /// wait-ready, null-broker. Without one (as `cargo bench` and
+    /// Scenario: throughput, latency, backlog, connections, startup,
+    /// declare-queues, delete-queues, fill, wait-ready, null-broker. Without one (as `cargo bench` and
     /// `cargo test --all-targets` run it) it prints a hint and exits 0.
     pub scenario: Option<String>,
 
@@ -190,7 +195,8 @@ pub struct Cli {
     /// connections: channels per connection.
     #[arg(long, default_value_t = 2)]
     pub channels: u16,
-    /// connections: handshakes (and closes) in flight at once.
+    /// connections: handshakes (and closes) in flight at once;
+    /// declare-queues, delete-queues: connections at work at once.
     #[arg(long, default_value_t = 50)]
     pub concurrency: usize,
     /// connections: seconds to hold them open.
@@ -229,6 +235,8 @@ async fn dispatch(scenario: &str, ctx: RunCtx) -> Result<Report, String> {
         "backlog" => backlog::run(ctx).await,
         "connections" => connections::run(ctx).await,
         "startup" => startup::run(ctx).await,
+        "declare-queues" => queues::declare(ctx).await,
+        "delete-queues" => queues::delete(ctx).await,
         "fill" => recovery::fill(ctx).await,
         "wait-ready" => recovery::wait_ready(ctx).await,
         other => Err(format!("unknown scenario {other:?}")),

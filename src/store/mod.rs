@@ -5,24 +5,32 @@
 //! - `vhosts`, `exchanges`, `queues`, `bindings`: topology records as JSON,
 //!   keyed by vhost and name. Only durable entities are written; a binding
 //!   is written when both its ends are durable.
-//! - `q/<id>`: the persistent messages of durable queue `<id>`, keyed by the
-//!   queue's big-endian sequence number, so iteration is delivery order.
+//! - `messages`: the persistent messages of every durable queue, keyed by
+//!   the queue's id and the message's sequence number, both big-endian, so
+//!   a queue's messages are one contiguous key range in delivery order.
+//!   A tree per queue would be simpler to delete, but sled rewrites the
+//!   list of every tree on each tree created or dropped: disk use grew with
+//!   the square of the number of durable queues (10,000 empty queues took
+//!   461 MB). One tree costs a durable queue only its topology record.
 //! - `shared`: a persistent message routed to several durable queues is
-//!   stored here once, and each queue tree holds a 17-byte reference to it.
+//!   stored here once, and each queue's entry is a 17-byte reference to it.
 //!   One copy per queue would multiply the bytes written per publish by the
 //!   fan-out; a reference costs a few bytes, and the reference count lives in
 //!   memory (rebuilt from the queue trees at start). A message routed to a
 //!   single durable queue, the common case, is stored inline in that queue's
-//!   tree: one write per publish, one delete per ack.
+//!   entry: one write per publish, one delete per ack.
 //! - `delivered`: per queue, one past the highest sequence number ever
 //!   delivered, written lazily before each flush. Queues deliver in sequence
 //!   order (requeues return to their place), so at start every message below
 //!   it is marked redelivered.
-//! - `t/<id>`: scratch trees for transient messages paged out of memory;
-//!   dropped at start.
+//! - `scratch`: transient messages paged out of memory, keyed as in
+//!   `messages`; dropped at start.
 //! - `x/<vhost>\0<exchange>`: persistent messages held by a durable
 //!   delayed-message exchange, keyed by due time.
 //! - `access`: users, vhost metadata and limits, permissions ([`access`]).
+//!
+//! Format 1 kept a tree per durable queue (`q/<id>`) and per paging queue
+//! (`t/<id>`); [`Store::open`] moves such a store to this layout.
 //!
 //! Durability of confirms comes from [`sync::Syncer`], the group-commit
 //! thread. Settled messages are deleted by [`reaper::Reaper`], a thread of
@@ -50,7 +58,13 @@ use reaper::Reaper;
 use sync::Syncer;
 
 /// Bumped when the on-disk layout changes incompatibly.
-const FORMAT_VERSION: u64 = 1;
+const FORMAT_VERSION: u64 = 2;
+/// The layout with a tree per queue, migrated at open.
+const FORMAT_TREE_PER_QUEUE: u64 = 1;
+
+/// How many keys one write batch of a migration or a bulk delete holds:
+/// enough to amortise the batch, few enough to bound its memory.
+pub const BATCH_KEYS: usize = 1024;
 
 /// Why the store cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +107,7 @@ pub struct ExchangeRecord {
 pub struct QueueRecord {
     pub vhost: String,
     pub name: String,
-    /// Names the queue's message tree.
+    /// The queue's stable number: its messages' key prefix.
     pub id: u64,
     pub auto_delete: bool,
     pub arguments: FieldTable,
@@ -131,6 +145,8 @@ pub struct Store {
     queues: sled::Tree,
     bindings: sled::Tree,
     shared: sled::Tree,
+    messages: sled::Tree,
+    scratch: sled::Tree,
     delivered: sled::Tree,
     access: sled::Tree,
     next_id: AtomicU64,
@@ -194,24 +210,32 @@ impl Store {
                     key: "format".into(),
                     why: "not an 8-byte version".into(),
                 })?,
-            None => {
-                meta.insert("format", &FORMAT_VERSION.to_be_bytes())
-                    .map_err(sled_err)?;
-                FORMAT_VERSION
-            }
+            // A new store, or one from before the version was recorded
+            // (which had a tree per queue: migrating an empty one is free).
+            None => FORMAT_TREE_PER_QUEUE,
         };
-        if found != FORMAT_VERSION {
+        if found != FORMAT_VERSION && found != FORMAT_TREE_PER_QUEUE {
             return Err(StoreError::Version {
                 path: db_path,
                 found,
             });
         }
-        // Scratch trees hold only transient messages: they never survive a start.
+        let messages = tree("messages")?;
+        if found == FORMAT_TREE_PER_QUEUE {
+            migrate_tree_per_queue(&db, &messages).map_err(sled_err)?;
+            meta.insert("format", &FORMAT_VERSION.to_be_bytes())
+                .map_err(sled_err)?;
+            db.flush().map_err(sled_err)?;
+        }
+        // Old per-queue trees are dropped only once the new format is on
+        // disk (a crash before that migrates again); scratch trees hold only
+        // transient messages, which never survive a start.
         for name in db.tree_names() {
-            if name.starts_with(b"t/") {
-                let _ = db.drop_tree(&name);
+            if name.starts_with(b"t/") || name.starts_with(b"q/") {
+                db.drop_tree(&name).map_err(sled_err)?;
             }
         }
+        let _ = db.drop_tree("scratch");
         let marks: Marks = Arc::default();
         let before_flush = {
             let marks = marks.clone();
@@ -219,12 +243,14 @@ impl Store {
         };
         let shared = tree("shared")?;
         Ok(Arc::new(Store {
-            reaper: Reaper::start(shared.clone()),
+            reaper: Reaper::start(messages.clone(), shared.clone()),
             vhosts: tree("vhosts")?,
             exchanges: tree("exchanges")?,
             queues: tree("queues")?,
             bindings: tree("bindings")?,
             shared,
+            scratch: tree("scratch")?,
+            messages,
             delivered: tree("delivered")?,
             access: tree("access")?,
             next_id: AtomicU64::new(1),
@@ -334,11 +360,11 @@ impl Store {
         }
     }
 
-    /// Remove a queue record, its messages and its delivery mark.
+    /// Remove a queue record and its delivery mark. Its messages go with
+    /// [`Store::delete_range`].
     pub fn delete_queue(&self, vhost: &str, name: &str, id: u64) {
         let _ = self.queues.remove(key2(vhost, name));
         let _ = self.delivered.remove(id.to_be_bytes());
-        let _ = self.db.drop_tree(queue_tree_name(id));
         self.wrote_topology();
     }
 
@@ -369,18 +395,14 @@ impl Store {
         self.wrote_topology();
     }
 
-    /// The message tree of durable queue `id`.
-    pub fn queue_tree(&self, id: u64) -> Result<sled::Tree, StoreError> {
-        self.db
-            .open_tree(queue_tree_name(id))
-            .map_err(|e| self.sled_error(e))
+    /// The tree of every durable queue's messages, keyed by [`message_key`].
+    pub fn messages(&self) -> &sled::Tree {
+        &self.messages
     }
 
-    /// The scratch tree for paging queue `id`'s transient messages.
-    pub fn scratch_tree(&self, id: u64) -> Result<sled::Tree, StoreError> {
-        self.db
-            .open_tree(format!("t/{id}"))
-            .map_err(|e| self.sled_error(e))
+    /// The tree of paged-out transient messages, keyed by [`message_key`].
+    pub fn scratch(&self) -> &sled::Tree {
+        &self.scratch
     }
 
     /// The tree holding a durable delayed-message exchange's messages.
@@ -394,8 +416,24 @@ impl Store {
         let _ = self.db.drop_tree(delayed_tree_name(vhost, exchange));
     }
 
-    pub fn drop_scratch(&self, id: u64) {
-        let _ = self.db.drop_tree(format!("t/{id}"));
+    /// Delete every key of queue `id` in `tree`, [`BATCH_KEYS`] at a time,
+    /// so memory stays bounded however many there are. Blocks on the disk:
+    /// call it off the async workers. Returns how many keys went.
+    pub fn delete_range(&self, tree: &sled::Tree, id: u64) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for key in tree.scan_prefix(id.to_be_bytes()).keys().take(BATCH_KEYS) {
+                batch.remove(key.map_err(|e| self.sled_error(e))?);
+                n += 1;
+            }
+            if n == 0 {
+                return Ok(deleted);
+            }
+            tree.apply_batch(batch).map_err(|e| self.sled_error(e))?;
+            deleted += n;
+        }
     }
 
     pub fn shared(&self) -> &sled::Tree {
@@ -459,7 +497,12 @@ impl Store {
     }
 
     pub fn corrupt_message(&self, queue: u64, key: &[u8], why: impl ToString) -> StoreError {
-        self.corrupt(&queue_tree_name(queue), key, why)
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            tree: "messages".to_string(),
+            key: format!("queue {queue}, {}", hex(key)),
+            why: why.to_string(),
+        }
     }
 }
 
@@ -480,6 +523,62 @@ fn delayed_tree_name(vhost: &str, exchange: &str) -> Vec<u8> {
     name
 }
 
-fn queue_tree_name(id: u64) -> String {
-    format!("q/{id}")
+/// The key of message `seq` of queue `id` in `messages` and `scratch`.
+pub fn message_key(id: u64, seq: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&id.to_be_bytes());
+    key[8..].copy_from_slice(&seq.to_be_bytes());
+    key
+}
+
+/// The sequence number in a [`message_key`], if it is one.
+pub fn message_seq(key: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(key.get(8..)?)
+        .ok()
+        .map(u64::from_be_bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Copy every `q/<id>` tree of a format-1 store into `messages`, in
+/// bounded batches. Idempotent: the old trees stay until the caller has
+/// recorded the new format.
+fn migrate_tree_per_queue(db: &sled::Db, messages: &sled::Tree) -> sled::Result<()> {
+    let mut queues = 0usize;
+    let mut moved = 0usize;
+    for name in db.tree_names() {
+        let Some(id) = name
+            .strip_prefix(b"q/")
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .and_then(|id| id.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let old = db.open_tree(&name)?;
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for item in old.iter() {
+            let (key, value) = item?;
+            // A key that is not a sequence number was an error in format 1
+            // too: keep it under the queue so recovery reports it.
+            let mut new_key = id.to_be_bytes().to_vec();
+            new_key.extend_from_slice(&key);
+            batch.insert(new_key, value);
+            n += 1;
+            if n == BATCH_KEYS {
+                messages.apply_batch(std::mem::take(&mut batch))?;
+                moved += n;
+                n = 0;
+            }
+        }
+        messages.apply_batch(batch)?;
+        moved += n;
+        queues += 1;
+    }
+    if queues > 0 {
+        tracing::info!("moved {moved} messages of {queues} durable queues to one tree");
+    }
+    Ok(())
 }
