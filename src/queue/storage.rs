@@ -301,10 +301,11 @@ impl QueueStorage {
         }
     }
 
-    /// Remember that `seq` was delivered (written lazily, before flushes).
+    /// Remember that `seq` was delivered: written with the next flush,
+    /// which is requested if the mark moved.
     pub fn note_delivered(&self, seq: u64) {
-        if self.durable {
-            self.delivered_below.fetch_max(seq + 1, Ordering::Relaxed);
+        if self.durable && self.delivered_below.fetch_max(seq + 1, Ordering::Relaxed) <= seq {
+            self.store.mark_moved();
         }
     }
 
@@ -324,7 +325,12 @@ impl QueueStorage {
     pub fn destroy(&self, vhost: &str, name: &str, shared: Vec<Arc<SharedMessage>>) {
         self.destroyed.store(true, Ordering::Release);
         if self.durable {
-            self.store.delete_queue(vhost, name, self.id);
+            if let Err(e) = self.store.delete_queue(vhost, name, self.id) {
+                tracing::error!(
+                    queue = self.id,
+                    "cannot remove a deleted queue's record: {e}"
+                );
+            }
             if let Err(e) = self.store.delete_range(self.store.messages(), self.id) {
                 warn!(
                     queue = self.id,

@@ -20,9 +20,11 @@
 //!   single durable queue, the common case, is stored inline in that queue's
 //!   entry: one write per publish, one delete per ack.
 //! - `delivered`: per queue, one past the highest sequence number ever
-//!   delivered, written lazily before each flush. Queues deliver in sequence
-//!   order (requeues return to their place), so at start every message below
-//!   it is marked redelivered.
+//!   delivered, written before each flush; a delivery that moves it asks
+//!   for a flush (one per group commit, not one per delivery), so the mark
+//!   is durable with the next group commit, the one its ack would ride.
+//!   Queues deliver in sequence order (requeues return to their place), so
+//!   at start every message below it is marked redelivered.
 //! - `scratch`: transient messages paged out of memory, keyed as in
 //!   `messages`; dropped at start.
 //! - `x/<vhost>\0<exchange>`: persistent messages held by a durable
@@ -45,7 +47,7 @@ pub mod sync;
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use amq_protocol::types::FieldTable;
@@ -136,6 +138,9 @@ pub struct Topology {
 
 type Marks = Arc<Mutex<Vec<Weak<QueueStorage>>>>;
 
+/// The outcome of a topology write.
+pub type Stored = Result<(), StoreError>;
+
 #[derive(Debug)]
 pub struct Store {
     path: PathBuf,
@@ -155,6 +160,8 @@ pub struct Store {
     topology_writes: AtomicU64,
     /// Durable queues whose delivery marks are written before each flush.
     marks: Marks,
+    /// A delivery mark moved and a flush was requested for it.
+    marks_dirty: Arc<AtomicBool>,
     pub syncer: Arc<Syncer>,
     /// Deletes settled messages off the delivery path.
     pub reaper: Arc<Reaper>,
@@ -237,9 +244,14 @@ impl Store {
         }
         let _ = db.drop_tree("scratch");
         let marks: Marks = Arc::default();
+        let marks_dirty = Arc::new(AtomicBool::new(false));
         let before_flush = {
             let marks = marks.clone();
-            move || write_marks(&marks)
+            let dirty = marks_dirty.clone();
+            move || {
+                dirty.store(false, Ordering::Release);
+                write_marks(&marks)
+            }
         };
         let shared = tree("shared")?;
         Ok(Arc::new(Store {
@@ -256,6 +268,7 @@ impl Store {
             next_id: AtomicU64::new(1),
             topology_writes: AtomicU64::new(0),
             marks,
+            marks_dirty,
             syncer: Syncer::start(db.clone(), sync, Box::new(before_flush)),
             path: db_path,
             db,
@@ -334,38 +347,46 @@ impl Store {
         self.topology_writes.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub fn put_vhost(&self, name: &str) {
-        let _ = self.vhosts.insert(name, &[]);
+    /// Write a topology record. An error reaches the caller: the method
+    /// that asked for it fails rather than answer for a record that is not
+    /// stored.
+    fn put_record(&self, tree: &sled::Tree, key: Vec<u8>, record: &impl Serialize) -> Stored {
+        let json = serde_json::to_vec(record).map_err(|e| StoreError::Corrupt {
+            path: self.path.clone(),
+            tree: "topology".into(),
+            key: String::from_utf8_lossy(&key).replace('\0', "/"),
+            why: e.to_string(),
+        })?;
+        tree.insert(key, json).map_err(|e| self.sled_error(e))?;
         self.wrote_topology();
+        Ok(())
     }
 
-    pub fn put_exchange(&self, record: &ExchangeRecord) {
-        if let Ok(json) = serde_json::to_vec(record) {
-            let _ = self
-                .exchanges
-                .insert(key2(&record.vhost, &record.name), json);
-            self.wrote_topology();
-        }
-    }
-
-    pub fn delete_exchange(&self, vhost: &str, name: &str) {
-        let _ = self.exchanges.remove(key2(vhost, name));
+    fn remove_record(&self, tree: &sled::Tree, key: Vec<u8>) -> Stored {
+        tree.remove(key).map_err(|e| self.sled_error(e))?;
         self.wrote_topology();
+        Ok(())
     }
 
-    pub fn put_queue(&self, record: &QueueRecord) {
-        if let Ok(json) = serde_json::to_vec(record) {
-            let _ = self.queues.insert(key2(&record.vhost, &record.name), json);
-            self.wrote_topology();
-        }
+    pub fn put_exchange(&self, record: &ExchangeRecord) -> Stored {
+        self.put_record(&self.exchanges, key2(&record.vhost, &record.name), record)
+    }
+
+    pub fn delete_exchange(&self, vhost: &str, name: &str) -> Stored {
+        self.remove_record(&self.exchanges, key2(vhost, name))
+    }
+
+    pub fn put_queue(&self, record: &QueueRecord) -> Stored {
+        self.put_record(&self.queues, key2(&record.vhost, &record.name), record)
     }
 
     /// Remove a queue record and its delivery mark. Its messages go with
     /// [`Store::delete_range`].
-    pub fn delete_queue(&self, vhost: &str, name: &str, id: u64) {
-        let _ = self.queues.remove(key2(vhost, name));
-        let _ = self.delivered.remove(id.to_be_bytes());
-        self.wrote_topology();
+    pub fn delete_queue(&self, vhost: &str, name: &str, id: u64) -> Stored {
+        self.delivered
+            .remove(id.to_be_bytes())
+            .map_err(|e| self.sled_error(e))?;
+        self.remove_record(&self.queues, key2(vhost, name))
     }
 
     fn binding_key(record: &BindingRecord) -> Vec<u8> {
@@ -383,16 +404,12 @@ impl Store {
         key
     }
 
-    pub fn put_binding(&self, record: &BindingRecord) {
-        if let Ok(json) = serde_json::to_vec(record) {
-            let _ = self.bindings.insert(Self::binding_key(record), json);
-            self.wrote_topology();
-        }
+    pub fn put_binding(&self, record: &BindingRecord) -> Stored {
+        self.put_record(&self.bindings, Self::binding_key(record), record)
     }
 
-    pub fn delete_binding(&self, record: &BindingRecord) {
-        let _ = self.bindings.remove(Self::binding_key(record));
-        self.wrote_topology();
+    pub fn delete_binding(&self, record: &BindingRecord) -> Stored {
+        self.remove_record(&self.bindings, Self::binding_key(record))
     }
 
     /// The tree of every durable queue's messages, keyed by [`message_key`].
@@ -481,6 +498,16 @@ impl Store {
     /// Write durable queue `storage`'s delivery mark before every flush.
     pub fn register_marks(&self, storage: &Arc<QueueStorage>) {
         self.marks.lock().push(Arc::downgrade(storage));
+    }
+
+    /// A delivery mark moved: make sure a flush comes to write it. One
+    /// request per flush, however many deliveries.
+    pub fn mark_moved(&self) {
+        if !self.marks_dirty.load(Ordering::Acquire)
+            && !self.marks_dirty.swap(true, Ordering::AcqRel)
+        {
+            self.syncer.request();
+        }
     }
 
     /// Register the writes made so far for the next flush.
