@@ -144,6 +144,11 @@ impl Broker {
                 );
             }
         }
+        let live: std::collections::HashSet<u64> = topology.queues.iter().map(|q| q.id).collect();
+        let stale = store.delete_orphans(&live)?;
+        if stale > 0 {
+            info!("deleted {stale} messages of queues deleted before the last stop");
+        }
         let orphans = store.delete_unreferenced_shared(&shared);
         if queues > 0 || orphans > 0 {
             info!(

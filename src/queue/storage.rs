@@ -281,24 +281,32 @@ impl QueueStorage {
         }
     }
 
-    /// Drop the disk copies of purged messages.
-    pub fn purge(&self, on_disk: &[u64], shared: Vec<Arc<SharedMessage>>) {
-        if self.is_live() {
-            for chunk in on_disk.chunks(crate::store::BATCH_KEYS) {
-                let mut batch = sled::Batch::default();
-                for seq in chunk {
-                    batch.remove(&message_key(self.id, *seq));
-                }
-                if let Err(e) = self.store.messages().apply_batch(batch) {
-                    warn!(queue = self.id, "cannot delete purged messages: {e}");
-                    break;
+    /// Drop the disk copies of purged messages, in bounded batches on a
+    /// blocking thread (the caller holds the queue lock). Then the shared
+    /// records whose last reference went, never before: a crash must not
+    /// leave a reference without its record.
+    pub fn purge(&self, on_disk: Vec<u64>, shared: Vec<Arc<SharedMessage>>) {
+        let (id, live) = (self.id, self.is_live());
+        self.store.in_background(move |store| {
+            let mut kept = false;
+            if live {
+                for chunk in on_disk.chunks(crate::store::BATCH_KEYS) {
+                    let mut batch = sled::Batch::default();
+                    for seq in chunk {
+                        batch.remove(&message_key(id, *seq));
+                    }
+                    if let Err(e) = store.messages().apply_batch(batch) {
+                        warn!(queue = id, "cannot delete purged messages: {e}");
+                        kept = true;
+                        break;
+                    }
                 }
             }
-        }
-        let _ = self.store.delete_range(self.store.scratch(), self.id);
-        for record in &shared {
-            self.release_shared(Some(record));
-        }
+            let _ = store.delete_range(store.scratch(), id);
+            if !kept {
+                release_all(store, &shared);
+            }
+        });
     }
 
     /// Remember that `seq` was delivered: written with the next flush,
@@ -324,24 +332,29 @@ impl QueueStorage {
     /// its references to shared messages.
     pub fn destroy(&self, vhost: &str, name: &str, shared: Vec<Arc<SharedMessage>>) {
         self.destroyed.store(true, Ordering::Release);
-        if self.durable {
-            if let Err(e) = self.store.delete_queue(vhost, name, self.id) {
-                tracing::error!(
-                    queue = self.id,
-                    "cannot remove a deleted queue's record: {e}"
-                );
-            }
-            if let Err(e) = self.store.delete_range(self.store.messages(), self.id) {
-                warn!(
-                    queue = self.id,
-                    "cannot delete a deleted queue's messages: {e}"
-                );
-            }
+        if self.durable
+            && let Err(e) = self.store.delete_queue(vhost, name, self.id)
+        {
+            tracing::error!(
+                queue = self.id,
+                "cannot remove a deleted queue's record: {e}"
+            );
         }
-        let _ = self.store.delete_range(self.store.scratch(), self.id);
-        for record in &shared {
-            self.release_shared(Some(record));
-        }
+        // The messages go in bounded batches on a blocking thread: neither
+        // the vhost's nor the queue's lock waits for them. Were the broker
+        // to stop first, the start deletes what no queue record names.
+        let (id, durable) = (self.id, self.durable);
+        self.store.in_background(move |store| {
+            let mut kept = false;
+            if durable && let Err(e) = store.delete_range(store.messages(), id) {
+                warn!(queue = id, "cannot delete a deleted queue's messages: {e}");
+                kept = true;
+            }
+            let _ = store.delete_range(store.scratch(), id);
+            if !kept {
+                release_all(store, &shared);
+            }
+        });
     }
 
     /// Read the queue's tree back at start: the first `in_memory` messages
@@ -424,6 +437,16 @@ impl QueueStorage {
             }
         }
         Ok(stats)
+    }
+}
+
+/// Release one reference to each of `shared`, deleting the records whose
+/// last reference it was.
+fn release_all(store: &Store, shared: &[Arc<SharedMessage>]) {
+    for record in shared {
+        if record.release() {
+            let _ = store.shared().remove(record.id.to_be_bytes());
+        }
     }
 }
 

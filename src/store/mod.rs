@@ -51,7 +51,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use amq_protocol::types::FieldTable;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::message::SharedMessage;
@@ -162,6 +162,10 @@ pub struct Store {
     marks: Marks,
     /// A delivery mark moved and a flush was requested for it.
     marks_dirty: Arc<AtomicBool>,
+    /// Bulk deletions running on blocking threads; [`Store::close`] waits
+    /// for them.
+    jobs: Mutex<usize>,
+    jobs_done: Condvar,
     pub syncer: Arc<Syncer>,
     /// Deletes settled messages off the delivery path.
     pub reaper: Arc<Reaper>,
@@ -269,6 +273,8 @@ impl Store {
             topology_writes: AtomicU64::new(0),
             marks,
             marks_dirty,
+            jobs: Mutex::new(0),
+            jobs_done: Condvar::new(),
             syncer: Syncer::start(db.clone(), sync, Box::new(before_flush)),
             path: db_path,
             db,
@@ -515,8 +521,69 @@ impl Store {
         self.syncer.request()
     }
 
+    /// Run bulk disk work (a purge, a deleted queue's messages) on a
+    /// blocking thread, so neither an async worker nor a lock waits for it;
+    /// inline when there is no runtime. Its writes are flushed with the
+    /// group commits that follow.
+    pub fn in_background(self: &Arc<Self>, work: impl FnOnce(&Store) + Send + 'static) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            work(self);
+            return;
+        };
+        *self.jobs.lock() += 1;
+        let store = self.clone();
+        runtime.spawn_blocking(move || {
+            work(&store);
+            let mut jobs = store.jobs.lock();
+            *jobs -= 1;
+            if *jobs == 0 {
+                store.jobs_done.notify_all();
+            }
+        });
+    }
+
+    /// Wait for the background work to finish.
+    fn wait_for_jobs(&self) {
+        let mut jobs = self.jobs.lock();
+        while *jobs > 0 {
+            self.jobs_done.wait(&mut jobs);
+        }
+    }
+
+    /// Delete the messages of queues that no record names: a queue deleted
+    /// just before a crash, whose messages were still being removed. One
+    /// seek per queue id in the tree, not a scan of every message.
+    pub fn delete_orphans(
+        &self,
+        live: &std::collections::HashSet<u64>,
+    ) -> Result<usize, StoreError> {
+        let mut deleted = 0;
+        for tree in [&self.messages, &self.scratch] {
+            let mut from = message_key(0, 0);
+            while let Some(item) = tree.range(from..).next() {
+                let (key, _) = item.map_err(|e| self.sled_error(e))?;
+                let Some(id) = key
+                    .get(..8)
+                    .and_then(|id| <[u8; 8]>::try_from(id).ok())
+                    .map(u64::from_be_bytes)
+                else {
+                    break;
+                };
+                if !live.contains(&id) {
+                    deleted += self.delete_range(tree, id)?;
+                }
+                let Some(next) = id.checked_add(1) else {
+                    break;
+                };
+                from = message_key(next, 0);
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Flush everything and stop the flusher (clean shutdown).
     pub fn close(&self) {
+        self.wait_for_jobs();
         self.reaper.stop();
         self.syncer.stop();
         write_marks(&self.marks);
