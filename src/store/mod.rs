@@ -41,6 +41,7 @@
 
 pub mod access;
 pub mod codec;
+pub mod manifest;
 pub mod reaper;
 pub mod sync;
 
@@ -91,6 +92,17 @@ pub enum StoreError {
         "the store in {path} has format version {found}; this Warren reads version {FORMAT_VERSION}"
     )]
     Version { path: PathBuf, found: u64 },
+    #[error(
+        "the store in {dir} is damaged: it holds less than it did at the last clean shutdown: \
+         {missing}. Restore the data directory from a backup, or start with --accept-data-loss \
+         to go on with what is left"
+    )]
+    Damaged { dir: PathBuf, missing: String },
+    #[error(
+        "the store in {dir} is damaged and cannot be read ({why}). Restore the data directory \
+         from a backup, or move it aside to start empty"
+    )]
+    Unreadable { dir: PathBuf, why: String },
 }
 
 /// A durable exchange as stored.
@@ -143,6 +155,9 @@ pub type Stored = Result<(), StoreError>;
 
 #[derive(Debug)]
 pub struct Store {
+    /// The data directory (the manifest lives here).
+    dir: PathBuf,
+    /// The sled database within it.
     path: PathBuf,
     db: sled::Db,
     vhosts: sled::Tree,
@@ -277,6 +292,7 @@ impl Store {
             jobs_done: Condvar::new(),
             syncer: Syncer::start(db.clone(), sync, Box::new(before_flush)),
             path: db_path,
+            dir: dir.to_path_buf(),
             db,
             _lock: lock,
         }))
@@ -284,6 +300,11 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn corrupt(&self, tree: &str, key: &[u8], why: impl ToString) -> StoreError {
@@ -587,7 +608,58 @@ impl Store {
         self.reaper.stop();
         self.syncer.stop();
         write_marks(&self.marks);
-        let _ = self.db.flush();
+        if let Err(e) = self.db.flush() {
+            tracing::error!("the last flush of the store failed: {e}");
+            return;
+        }
+        match self.manifest() {
+            Ok(manifest) => {
+                if let Err(e) = manifest::write(&self.dir, &manifest) {
+                    tracing::warn!("cannot write the store's manifest: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("cannot list the store for its manifest: {e}"),
+        }
+    }
+
+    /// What the store holds now: durable queues with their message counts
+    /// and sequence ranges (one pass over `messages`), exchanges, bindings.
+    pub fn manifest(&self) -> Result<manifest::Manifest, StoreError> {
+        let mut counts: manifest::Counts = HashMap::new();
+        for key in self.messages.iter().keys() {
+            let key = key.map_err(|e| self.sled_error(e))?;
+            let (Some(id), Some(seq)) = (
+                key.get(..8)
+                    .and_then(|id| <[u8; 8]>::try_from(id).ok())
+                    .map(u64::from_be_bytes),
+                message_seq(&key),
+            ) else {
+                continue;
+            };
+            let entry = counts.entry(id).or_insert((0, seq, seq));
+            entry.0 += 1;
+            entry.1 = entry.1.min(seq);
+            entry.2 = entry.2.max(seq);
+        }
+        let queues: Vec<QueueRecord> = self.records(&self.queues, "queues")?;
+        Ok(manifest::Manifest {
+            queues: queues
+                .into_iter()
+                .map(|q| {
+                    let c = counts.get(&q.id);
+                    manifest::QueueEntry {
+                        messages: c.map_or(0, |c| c.0),
+                        first_seq: c.map(|c| c.1),
+                        last_seq: c.map(|c| c.2),
+                        vhost: q.vhost,
+                        name: q.name,
+                        id: q.id,
+                    }
+                })
+                .collect(),
+            exchanges: self.exchanges.len() as u64,
+            bindings: self.bindings.len() as u64,
+        })
     }
 
     pub fn corrupt_message(&self, queue: u64, key: &[u8], why: impl ToString) -> StoreError {
