@@ -17,6 +17,8 @@
 //!   handshake, idle RSS after --idle s.
 //! - `declare-queues`, `delete-queues`: --queues empty durable queues
 //!   declared or deleted over --concurrency connections; rate, disk, RSS.
+//! - `purge`, `delete-queue`: one queue.purge or queue.delete of --queue
+//!   (filled by `fill`); time, broker RSS peak above its start, disk.
 //! - `fill`, `wait-ready`: the halves of the recovery measurement
 //!   (`benches/run-recovery.sh` stops and starts the brokers).
 //! - `null-broker`: a do-nothing server for measuring the client itself.
@@ -41,6 +43,7 @@ mod json;
 mod latency;
 mod null_broker;
 mod procstat;
+mod purge;
 mod queues;
 mod recovery;
 mod runner;
@@ -57,6 +60,8 @@ const SCENARIOS: &[&str] = &[
     "startup",
     "declare-queues",
     "delete-queues",
+    "purge",
+    "delete-queue",
     "fill",
     "wait-ready",
 ];
@@ -74,11 +79,12 @@ use crate::runner::{Report, RunCtx, Target};
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "perf",
-    about = "Broker-agnostic AMQP 0-9-1 benchmark (throughput, latency, backlog, connections, startup, declare-queues, delete-queues, fill, wait-ready, null-broker)"
+    about = "Broker-agnostic AMQP 0-9-1 benchmark (throughput, latency, backlog, connections, startup, declare-queues, delete-queues, purge, delete-queue, fill, wait-ready, null-broker)"
 )]
 pub struct Cli {
     /// Scenario: throughput, latency, backlog, connections, startup,
-    /// declare-queues, delete-queues, fill, wait-ready, null-broker. Without one (as `cargo bench` and
+    /// declare-queues, delete-queues, purge, delete-queue, fill, wait-ready,
+    /// null-broker. Without one (as `cargo bench` and
     /// `cargo test --all-targets` run it) it prints a hint and exits 0.
     pub scenario: Option<String>,
 
@@ -237,6 +243,8 @@ async fn dispatch(scenario: &str, ctx: RunCtx) -> Result<Report, String> {
         "startup" => startup::run(ctx).await,
         "declare-queues" => queues::declare(ctx).await,
         "delete-queues" => queues::delete(ctx).await,
+        "purge" => purge::purge(ctx).await,
+        "delete-queue" => purge::delete(ctx).await,
         "fill" => recovery::fill(ctx).await,
         "wait-ready" => recovery::wait_ready(ctx).await,
         other => Err(format!("unknown scenario {other:?}")),
