@@ -748,3 +748,39 @@ fn migrate_tree_per_queue(db: &sled::Db, messages: &sled::Tree) -> sled::Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_of_queues_without_a_record_are_deleted_and_others_kept() {
+        let dir = std::env::temp_dir().join(format!("warren-orphans-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open(&dir, false, 1 << 20).expect("store opens");
+        for id in [3u64, 5, 9] {
+            for seq in 0..3000u64 {
+                store
+                    .messages()
+                    .insert(message_key(id, seq), &b"m"[..])
+                    .expect("insert");
+            }
+        }
+        let live: std::collections::HashSet<u64> = [5].into();
+        assert_eq!(store.delete_orphans(&live).expect("deletes"), 6000);
+        let ids: std::collections::BTreeSet<u64> = store
+            .messages()
+            .iter()
+            .keys()
+            .flatten()
+            .filter_map(|k| <[u8; 8]>::try_from(&k[..8]).ok().map(u64::from_be_bytes))
+            .collect();
+        assert_eq!(ids, [5].into());
+        assert_eq!(store.messages().len(), 3000);
+        store.close();
+        // The clean close wrote a manifest of what was left.
+        let manifest = manifest::read(&dir).expect("readable").expect("written");
+        assert!(manifest.queues.is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
