@@ -159,11 +159,13 @@ fn return_free_memory() {
 /// Check memory and disk (the filesystem holding `data_dir`) once a second
 /// against the thresholds in `alarms`, raise or clear the alarms, log each
 /// change, and call `on_change` when the state changed (the broker then
-/// tells its connections). Runs until `stop` changes.
+/// tells its connections). The disk alarm is also raised while
+/// `store_failing` says the store cannot flush. Runs until `stop` changes.
 pub async fn monitor(
     alarms: Arc<Alarms>,
     data_dir: PathBuf,
     on_change: impl Fn() + Send + 'static,
+    store_failing: impl Fn() -> bool + Send + 'static,
     mut stop: watch::Receiver<bool>,
 ) {
     info!(
@@ -199,10 +201,14 @@ pub async fn monitor(
                 }
             }
         }
-        if let Some(free) = disk_free(&data_dir) {
-            let low = free < disk_limit;
+        let failing = store_failing();
+        if let Some(free) = disk_free(&data_dir).or(failing.then_some(0)) {
+            let low = free < disk_limit || failing;
             if low != alarms.state().disk {
-                if low {
+                if failing {
+                    // The flusher logged the failure itself.
+                    warn!("disk alarm set: the store cannot flush; blocking publishers");
+                } else if low {
                     warn!(
                         "disk alarm set: {} MB free, limit {} MB; blocking publishers",
                         free / 1_000_000,

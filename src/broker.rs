@@ -28,7 +28,7 @@ use crate::metrics::counters;
 use crate::protocol::{AmqpError, AmqpResult, ReplyCode};
 use crate::store::access::{AccessChange, PolicyRecord};
 use crate::stats::{RateTable, Totals};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, manifest};
 use crate::timer::{TimerEvents, Timers};
 use crate::vhost::VHost;
 
@@ -88,8 +88,23 @@ struct UserUsage {
 
 impl Broker {
     /// Open the store in the data directory and rebuild vhosts, exchanges,
-    /// queues (with their messages, in order) and bindings from it.
+    /// queues (with their messages, in order) and bindings from it. A store
+    /// that holds less than its manifest recorded, or that the store's code
+    /// panics on, stops the start with an error naming the data directory.
     pub fn open(config: Config) -> Result<Broker, OpenError> {
+        let dir = config.data_dir.clone();
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open_store(config)))
+            .unwrap_or_else(|panic| {
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic while reading it".into());
+                Err(StoreError::Unreadable { dir, why }.into())
+            })
+    }
+
+    fn open_store(config: Config) -> Result<Broker, OpenError> {
         let started = Instant::now();
         let store = Store::open(
             &config.data_dir,
@@ -145,6 +160,11 @@ impl Broker {
             }
         }
         let mut shared = HashMap::new();
+        let mut found = manifest::Found {
+            exchanges: topology.exchanges.len() as u64,
+            bindings: topology.bindings.len() as u64,
+            ..manifest::Found::default()
+        };
         let (mut queues, mut messages) = (0usize, 0usize);
         for record in &topology.queues {
             let Some(vhost) = vhosts.get(&record.vhost) else {
@@ -158,6 +178,10 @@ impl Broker {
             let recovered = queue.recover(&mut shared)?;
             queues += 1;
             messages += recovered.messages;
+            found.queues.insert(
+                (record.vhost.clone(), record.name.clone()),
+                (record.id, recovered.messages as u64),
+            );
         }
         for record in &topology.bindings {
             let restored = vhosts
@@ -169,6 +193,12 @@ impl Broker {
                     record.source, record.destination_type, record.destination
                 );
             }
+        }
+        check_manifest(&config, &found)?;
+        let live: std::collections::HashSet<u64> = topology.queues.iter().map(|q| q.id).collect();
+        let stale = store.delete_orphans(&live)?;
+        if stale > 0 {
+            info!("deleted {stale} messages of queues deleted before the last stop");
         }
         let orphans = store.delete_unreferenced_shared(&shared);
         if queues > 0 || orphans > 0 {
@@ -532,4 +562,31 @@ fn seed_defaults(access: &Access, config: &Config) -> Result<(), AccessError> {
     access.set_permissions(user, vhost, ".*", ".*", ".*")?;
     info!("created the default user '{user}' and vhost '{vhost}'");
     Ok(())
+}
+
+/// Compare what the start found with the manifest of the last clean
+/// shutdown, if there is one; then remove it, as the store is written to
+/// from now on. Before anything deletes from the store, so a refused start
+/// leaves it as it was.
+fn check_manifest(config: &Config, found: &manifest::Found) -> Result<(), StoreError> {
+    let dir = &config.data_dir;
+    let unreadable = |why: String| StoreError::Unreadable {
+        dir: dir.clone(),
+        why,
+    };
+    if let Some(recorded) = manifest::read(dir).map_err(unreadable)? {
+        let missing = manifest::missing(&recorded, found);
+        if !missing.is_empty() {
+            if !config.accept_data_loss {
+                return Err(StoreError::Damaged {
+                    dir: dir.clone(),
+                    missing: missing.join("; "),
+                });
+            }
+            for line in &missing {
+                tracing::error!("data loss accepted in {}: {line}", dir.display());
+            }
+        }
+    }
+    manifest::remove(dir).map_err(|e| unreadable(format!("cannot remove its manifest: {e}")))
 }

@@ -116,6 +116,13 @@ pub struct Config {
     #[arg(long, env = "WARREN_QUEUE_MEMORY_MESSAGES", default_value_t = 8192)]
     pub queue_memory_messages: usize,
 
+    /// Start even when the store holds less than the manifest of the last
+    /// clean shutdown recorded (a damaged or missing file): each queue and
+    /// the messages it lost are logged. Without it such a store stops the
+    /// start with an error naming the data directory and what is missing.
+    #[arg(long, env = "WARREN_ACCEPT_DATA_LOSS")]
+    pub accept_data_loss: bool,
+
     /// Memory the store may use for caching, in MiB. Messages are read back
     /// once, in order, so a larger cache buys little; sled's real use is a
     /// few times this figure.

@@ -192,10 +192,13 @@ fn alarm_monitor(
             broker.alarms_changed();
         }
     };
+    let store = Arc::downgrade(&broker.store);
+    let store_failing = move || store.upgrade().is_some_and(|s| s.syncer.is_failing());
     alarm::monitor(
         broker.alarms.clone(),
         broker.config.data_dir.clone(),
         on_change,
+        store_failing,
         stop,
     )
 }

@@ -24,7 +24,7 @@ use crate::protocol::{AmqpResult, Properties};
 use crate::queue::storage::QueueStorage;
 use crate::queue::stream::StreamQueue;
 use crate::queue::{Consumer, Queue, QueueArgs, QueueOptions, QueueType, Republish};
-use crate::store::{BindingRecord, ExchangeRecord, QueueRecord, Store};
+use crate::store::{BindingRecord, ExchangeRecord, QueueRecord, Store, Stored};
 use crate::timer::Timers;
 
 /// Reply addresses of direct reply-to consumers start with this.
@@ -278,7 +278,7 @@ impl VHost {
     fn forget_bindings(&self, source: &str, removed: &[Binding], durable: bool) {
         if let (Some(store), true) = (&self.store, durable) {
             for binding in removed {
-                store.delete_binding(&self.binding_record(source, binding));
+                removed_from_store(store.delete_binding(&self.binding_record(source, binding)));
             }
         }
     }
@@ -408,7 +408,10 @@ impl VHost {
         }
         exchange.set_policy(self.policies.read().for_exchange(&name));
         if let (Some(store), true) = (&self.store, exchange.durable) {
-            store.put_exchange(&self.exchange_record(&exchange));
+            written_to_store(
+                store.put_exchange(&self.exchange_record(&exchange)),
+                &self.exchange_desc(&name),
+            )?;
         }
         topo.exchanges.insert(name, exchange);
         Ok(())
@@ -498,10 +501,10 @@ impl VHost {
         if exchange.durable
             && let Some(store) = &self.store
         {
-            store.delete_exchange(&self.name, name);
+            removed_from_store(store.delete_exchange(&self.name, name));
             for binding in exchange.bindings() {
                 if Self::is_durable_binding(topo, &exchange, &binding.destination) {
-                    store.delete_binding(&self.binding_record(name, binding));
+                    removed_from_store(store.delete_binding(&self.binding_record(name, binding)));
                 }
             }
         }
@@ -668,13 +671,16 @@ impl VHost {
             applied,
         });
         if let (Some(store), Some(id), true) = (&self.store, queue.storage_id(), durable) {
-            store.put_queue(&QueueRecord {
-                vhost: self.name.to_string(),
-                name: name.to_string(),
-                id,
-                auto_delete: queue.auto_delete,
-                arguments: queue.arguments.clone(),
-            });
+            written_to_store(
+                store.put_queue(&QueueRecord {
+                    vhost: self.name.to_string(),
+                    name: name.to_string(),
+                    id,
+                    auto_delete: queue.auto_delete,
+                    arguments: queue.arguments.clone(),
+                }),
+                &self.queue_desc(&name),
+            )?;
         }
         topo.queues.insert(name, queue.clone());
         counters::QUEUES_DECLARED.inc();
@@ -793,13 +799,22 @@ impl VHost {
         let Some(exchange) = exchanges.get_mut(source) else {
             return Err(self.no_exchange(source));
         };
-        let destination = binding.destination.clone();
-        if exchange.bind(binding) {
-            sources.bound(&exchange.name, &destination);
-            if let (Some(store), Some(record)) = (&self.store, record) {
-                store.put_binding(&record);
-            }
+        let (destination, key, args) = (
+            binding.destination.clone(),
+            binding.routing_key.clone(),
+            binding.arguments.clone(),
+        );
+        if !exchange.bind(binding) {
+            return Ok(());
         }
+        if let (Some(store), Some(record)) = (&self.store, record)
+            && let Err(e) = written_to_store(store.put_binding(&record), "binding")
+        {
+            // Not stored, so not made: the binding would be gone after a restart.
+            exchange.unbind(&destination, &key, &args);
+            return Err(e);
+        }
+        sources.bound(&exchange.name, &destination);
         Ok(())
     }
 
@@ -1439,4 +1454,23 @@ fn check_args_equivalence(
         }
     }
     Ok(())
+}
+
+/// A topology write's outcome as the method's: a record that could not be
+/// written fails the method with 541 INTERNAL_ERROR, a connection error,
+/// as RabbitMQ closes the connection when its channel process fails on an
+/// internal (database) error.
+fn written_to_store(stored: Stored, what: &str) -> AmqpResult<()> {
+    stored.map_err(|e| {
+        tracing::error!("cannot store {what}: {e}");
+        amqp_err!(InternalError, "cannot store {what}: {e}")
+    })
+}
+
+/// A record deletion that failed is logged: the entity is gone from memory
+/// already, and its record would bring it back at the next start.
+fn removed_from_store(stored: Stored) {
+    if let Err(e) = stored {
+        tracing::error!("cannot remove a record from the store: {e}; it may come back at restart");
+    }
 }

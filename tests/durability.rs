@@ -892,3 +892,107 @@ async fn confirms_arrive_with_syncing_turned_off() {
     conn.close(200, "bye".into()).await.ok();
     broker.stop().await;
 }
+
+/// Write a store as format 1 did: a tree per durable queue (`q/<id>`) keyed
+/// by sequence number, a delivery mark, a message shared by two queues.
+fn write_tree_per_queue_store(dir: &std::path::Path) {
+    use bytes::Bytes;
+    use std::sync::Arc;
+    use warren::message::Message;
+    use warren::protocol::Properties;
+    use warren::store::{QueueRecord, codec};
+
+    let message = |body: &str| {
+        // delivery-mode 2
+        let props = Properties::parse(Bytes::from_static(&[0x10, 0, 2])).unwrap();
+        Message::new(
+            Arc::from(""),
+            Bytes::new(),
+            props,
+            Bytes::from(body.to_string()),
+        )
+    };
+    let db = sled::open(dir.join("db")).unwrap();
+    db.open_tree("meta")
+        .unwrap()
+        .insert("format", &1u64.to_be_bytes())
+        .unwrap();
+    let queues = db.open_tree("queues").unwrap();
+    for (name, id) in [("old-a", 3u64), ("old-b", 4)] {
+        let record = QueueRecord {
+            vhost: "/".into(),
+            name: name.into(),
+            id,
+            auto_delete: false,
+            arguments: Default::default(),
+        };
+        let mut key = b"/\0".to_vec();
+        key.extend_from_slice(name.as_bytes());
+        queues
+            .insert(key, serde_json::to_vec(&record).unwrap())
+            .unwrap();
+    }
+    let a = db.open_tree("q/3").unwrap();
+    for seq in 0..3u64 {
+        a.insert(
+            seq.to_be_bytes(),
+            codec::encode_message(&message(&format!("a{seq}")), None),
+        )
+        .unwrap();
+    }
+    // The shared record and a reference to it in each queue.
+    db.open_tree("shared")
+        .unwrap()
+        .insert(
+            9u64.to_be_bytes(),
+            codec::encode_message(&message("both"), None),
+        )
+        .unwrap();
+    a.insert(3u64.to_be_bytes(), &codec::encode_reference(9, None)[..])
+        .unwrap();
+    let b = db.open_tree("q/4").unwrap();
+    b.insert(0u64.to_be_bytes(), &codec::encode_reference(9, None)[..])
+        .unwrap();
+    // Queue a had its first message delivered.
+    db.open_tree("delivered")
+        .unwrap()
+        .insert(3u64.to_be_bytes(), &1u64.to_be_bytes())
+        .unwrap();
+    // A scratch tree of a paging queue: transient, never recovered.
+    db.open_tree("t/5")
+        .unwrap()
+        .insert(0u64.to_be_bytes(), b"x".to_vec())
+        .unwrap();
+    db.flush().unwrap();
+}
+
+#[tokio::test]
+async fn a_store_with_a_tree_per_queue_is_migrated_at_start() {
+    if outside_broker_requested() {
+        // Warren's store at start-up: starts an in-process Warren itself.
+        return;
+    }
+    let dir = temp_dir("format1");
+    write_tree_per_queue_store(&dir);
+    let broker = TestBroker::start_config(warren::Config::ephemeral(&dir)).await;
+    let (conn, ch) = confirming_channel(&broker).await;
+    // A queue declared after the migration takes a fresh id.
+    declare(&ch, "new-c", durable(), FieldTable::default()).await;
+    publish(&ch, "", "new-c", "c0", persistent()).await;
+    publish(&ch, "", "old-b", "b1", persistent()).await;
+    conn.close(200, "bye".into()).await.ok();
+    // Twice: what the migration wrote is the store now.
+    let broker = broker.restart().await;
+    let (conn, ch) = broker.channel().await;
+    assert_eq!(
+        drain(&ch, "old-a").await,
+        strs(&[("a0", true), ("a1", false), ("a2", false), ("both", false)])
+    );
+    assert_eq!(
+        drain(&ch, "old-b").await,
+        strs(&[("both", false), ("b1", false)])
+    );
+    assert_eq!(drain(&ch, "new-c").await, strs(&[("c0", false)]));
+    conn.close(200, "bye".into()).await.ok();
+    broker.stop().await;
+}

@@ -350,3 +350,81 @@ async fn every_confirmed_stream_message_survives_kill_9_at_its_offset() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A delivery is made durable by the group commit after it, with no
+/// publish or declare to ask for one: after a kill -9 a message that was
+/// delivered and not acked comes back with `redelivered` set.
+#[tokio::test]
+async fn a_delivered_unacked_message_comes_back_redelivered_after_kill_9() {
+    if outside_broker_requested() {
+        // Warren's recovery: kills and restarts the warren binary itself.
+        return;
+    }
+    let dir = temp_dir("kill9-marks");
+    let broker = Broker::start(&dir).await;
+    let conn = Connection::connect(&broker.uri, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("marks".into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    for body in ["m1", "m2", "m3"] {
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                "marks".into(),
+                BasicPublishOptions::default(),
+                body.as_bytes(),
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(matches!(confirm, Confirmation::Ack(_)));
+    }
+    // The publishes are durable; now one delivery, and nothing else.
+    let got = ch
+        .basic_get("marks".into(), BasicGetOptions { no_ack: false })
+        .await
+        .unwrap()
+        .expect("a message");
+    assert_eq!(got.delivery.data, b"m1");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    broker.kill9();
+
+    let broker = Broker::start(&dir).await;
+    let conn = Connection::connect(&broker.uri, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(m) = ch
+        .basic_get("marks".into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        seen.push((
+            String::from_utf8_lossy(&m.delivery.data).into_owned(),
+            m.delivery.redelivered,
+        ));
+    }
+    assert_eq!(
+        seen,
+        [
+            ("m1".to_string(), true),
+            ("m2".to_string(), false),
+            ("m3".to_string(), false)
+        ]
+    );
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -973,6 +973,18 @@ impl Conn {
         Ok(())
     }
 
+    /// Purge a queue; returns the number of messages purged.
+    pub async fn queue_purge(&mut self, channel: u16, name: &str) -> Result<u32> {
+        let ok = self
+            .call(channel, CLASS_QUEUE, 30, 31, |b| {
+                b.put_u16(0);
+                put_shortstr(b, name);
+                b.put_u8(0);
+            })
+            .await?;
+        Args::new(&ok).u32()
+    }
+
     /// Delete a queue; returns the number of messages it held.
     pub async fn queue_delete(&mut self, channel: u16, name: &str) -> Result<u32> {
         let ok = self

@@ -15,6 +15,10 @@
 //!   broker RSS held and per connection.
 //! - `startup`: start --exec (and --compare-exec), time to the first
 //!   handshake, idle RSS after --idle s.
+//! - `declare-queues`, `delete-queues`: --queues empty durable queues
+//!   declared or deleted over --concurrency connections; rate, disk, RSS.
+//! - `purge`, `delete-queue`: one queue.purge or queue.delete of --queue
+//!   (filled by `fill`); time, broker RSS peak above its start, disk.
 //! - `fill`, `wait-ready`: the halves of the recovery measurement
 //!   (`benches/run-recovery.sh` stops and starts the brokers).
 //! - `stream`: stream queues: confirmed publish rate (1 and 4 producers),
@@ -41,6 +45,8 @@ mod json;
 mod latency;
 mod null_broker;
 mod procstat;
+mod purge;
+mod queues;
 mod recovery;
 mod runner;
 mod startup;
@@ -55,6 +61,10 @@ const SCENARIOS: &[&str] = &[
     "backlog",
     "connections",
     "startup",
+    "declare-queues",
+    "delete-queues",
+    "purge",
+    "delete-queue",
     "fill",
     "wait-ready",
     "stream",
@@ -73,11 +83,12 @@ use crate::runner::{Report, RunCtx, Target};
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "perf",
-    about = "Broker-agnostic AMQP 0-9-1 benchmark (throughput, latency, backlog, connections, startup, fill, wait-ready, null-broker)"
+    about = "Broker-agnostic AMQP 0-9-1 benchmark (throughput, latency, backlog, connections, startup, declare-queues, delete-queues, purge, delete-queue, fill, wait-ready, null-broker)"
 )]
 pub struct Cli {
-    /// Scenario: throughput, latency, backlog, connections, startup, fill,
-    /// wait-ready, null-broker. Without one (as `cargo bench` and
+    /// Scenario: throughput, latency, backlog, connections, startup,
+    /// declare-queues, delete-queues, purge, delete-queue, fill, wait-ready,
+    /// null-broker. Without one (as `cargo bench` and
     /// `cargo test --all-targets` run it) it prints a hint and exits 0.
     pub scenario: Option<String>,
 
@@ -194,7 +205,8 @@ pub struct Cli {
     /// connections: channels per connection.
     #[arg(long, default_value_t = 2)]
     pub channels: u16,
-    /// connections: handshakes (and closes) in flight at once.
+    /// connections: handshakes (and closes) in flight at once;
+    /// declare-queues, delete-queues: connections at work at once.
     #[arg(long, default_value_t = 50)]
     pub concurrency: usize,
     /// connections: seconds to hold them open.
@@ -233,6 +245,10 @@ async fn dispatch(scenario: &str, ctx: RunCtx) -> Result<Report, String> {
         "backlog" => backlog::run(ctx).await,
         "connections" => connections::run(ctx).await,
         "startup" => startup::run(ctx).await,
+        "declare-queues" => queues::declare(ctx).await,
+        "delete-queues" => queues::delete(ctx).await,
+        "purge" => purge::purge(ctx).await,
+        "delete-queue" => purge::delete(ctx).await,
         "fill" => recovery::fill(ctx).await,
         "wait-ready" => recovery::wait_ready(ctx).await,
         "stream" => stream::run(ctx).await,

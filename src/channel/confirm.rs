@@ -90,11 +90,18 @@ impl Confirms {
             .any(|(_, o)| matches!(o, Outcome::Durable(_)))
     }
 
-    /// Mark as acked every publish whose ticket is now durable.
-    pub fn settle_durable(&mut self, durable: u64) {
+    /// Settle every publish whose ticket the flusher reached: acked, or
+    /// nacked when `failed` says that flush failed.
+    pub fn settle_durable(&mut self, durable: u64, failed: impl Fn(u64) -> bool) {
         for (_, outcome) in self.outstanding.iter_mut() {
             match outcome {
-                Outcome::Durable(t) if *t <= durable => *outcome = Outcome::Ack,
+                Outcome::Durable(t) if *t <= durable => {
+                    *outcome = if failed(*t) {
+                        Outcome::Nack
+                    } else {
+                        Outcome::Ack
+                    }
+                }
                 Outcome::Durable(_) | Outcome::Unsynced => break,
                 _ => {}
             }
@@ -192,10 +199,21 @@ mod tests {
         c.record(3, Outcome::Unsynced);
         c.request_sync(|| 8);
         assert!(sent(&mut c).is_empty());
-        c.settle_durable(7);
+        c.settle_durable(7, |_| false);
         assert_eq!(sent(&mut c), vec![(80, 2, true)]);
-        c.settle_durable(8);
+        c.settle_durable(8, |_| false);
         assert_eq!(sent(&mut c), vec![(80, 3, false)]);
         assert!(!c.waiting_for_disk());
+    }
+
+    #[test]
+    fn publishes_whose_flush_failed_are_nacked() {
+        let mut c = Confirms::default();
+        c.record(1, Outcome::Unsynced);
+        c.request_sync(|| 4);
+        c.record(2, Outcome::Unsynced);
+        c.request_sync(|| 5);
+        c.settle_durable(5, |t| t == 4);
+        assert_eq!(sent(&mut c), vec![(120, 1, false), (80, 2, false)]);
     }
 }

@@ -230,7 +230,7 @@ impl Channel {
             let syncer = &s.broker.store.syncer;
             confirms.request_sync(|| syncer.request());
             // Already durable (a flush overtook us, or syncing is off).
-            confirms.settle_durable(syncer.durable());
+            confirms.settle_durable(syncer.durable(), |t| syncer.failed(t));
             s.handle.outbox.push(|out| confirms.flush(self.id, out));
         }
     }
@@ -238,7 +238,8 @@ impl Channel {
     /// The flusher reached `durable`: confirm what it covers.
     pub fn on_durable(&mut self, s: &Session, durable: u64) {
         if let Some(confirms) = &mut self.confirms {
-            confirms.settle_durable(durable);
+            let syncer = &s.broker.store.syncer;
+            confirms.settle_durable(durable, |t| syncer.failed(t));
         }
         self.flush_confirms(s);
     }

@@ -858,7 +858,7 @@ impl Queue {
         let count = st.ready.len() as u32;
         let cleared = st.ready.clear();
         if let Some(storage) = &self.storage {
-            storage.purge(&cleared.on_disk, cleared.shared);
+            storage.purge(cleared.on_disk, cleared.shared);
         }
         count
     }

@@ -1,23 +1,24 @@
-//! A queue's use of the store: the persistent messages of a durable queue,
-//! and the scratch tree that a deep queue pages transient messages into.
+//! A queue's use of the store: the persistent messages of a durable queue
+//! (its key range in the store's `messages` tree), and its key range in the
+//! `scratch` tree, where a deep queue pages transient messages out.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use tracing::warn;
 
 use crate::message::{Message, QueuedMessage, SharedMessage};
 use crate::store::codec::{self, Entry, Names};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, message_key, message_seq};
 
 /// Where a paged-out message lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Location {
-    /// The durable queue's own tree (a persistent message).
+    /// The `messages` tree (a persistent message of a durable queue).
     Durable,
-    /// The scratch tree (a transient message, dropped at restart).
+    /// The `scratch` tree (a transient message, dropped at restart).
     Scratch,
 }
 
@@ -56,10 +57,8 @@ pub struct Recovered {
 pub struct QueueStorage {
     store: Arc<Store>,
     pub id: u64,
-    /// Present for durable queues.
-    durable: Option<sled::Tree>,
-    scratch: OnceLock<Option<sled::Tree>>,
-    /// Set when the queue is deleted: its trees are gone.
+    durable: bool,
+    /// Set when the queue is deleted: its messages are gone.
     destroyed: AtomicBool,
     /// One past the highest sequence number delivered (0: none), and the
     /// value last written.
@@ -69,11 +68,6 @@ pub struct QueueStorage {
 
 impl QueueStorage {
     pub fn new(store: Arc<Store>, id: u64, durable: bool) -> Result<Arc<QueueStorage>, StoreError> {
-        let tree = if durable {
-            Some(store.queue_tree(id)?)
-        } else {
-            None
-        };
         let below = if durable {
             store.delivered_below(id)
         } else {
@@ -82,8 +76,7 @@ impl QueueStorage {
         let storage = Arc::new(QueueStorage {
             store: store.clone(),
             id,
-            durable: tree,
-            scratch: OnceLock::new(),
+            durable,
             destroyed: AtomicBool::new(false),
             delivered_below: AtomicU64::new(below),
             delivered_written: AtomicU64::new(below),
@@ -99,7 +92,7 @@ impl QueueStorage {
     }
 
     pub fn is_durable(&self) -> bool {
-        self.durable.is_some()
+        self.durable
     }
 
     /// Write a persistent message of a durable queue; with `every_message`
@@ -111,13 +104,11 @@ impl QueueStorage {
         expires_at: Option<u64>,
         every_message: bool,
     ) -> Persist {
-        let Some(tree) = &self.durable else {
-            return Persist::NotNeeded;
-        };
-        if !message.is_persistent() && !every_message {
+        if !self.durable || (!message.is_persistent() && !every_message) {
             return Persist::NotNeeded;
         }
-        let key = seq.to_be_bytes();
+        let tree = self.store.messages();
+        let key = message_key(self.id, seq);
         let result = match &message.shared {
             Some(shared) => tree.insert(key, &codec::encode_reference(shared.id, expires_at)[..]),
             None => tree.insert(key, codec::encode_message(message, expires_at)),
@@ -136,27 +127,24 @@ impl QueueStorage {
     /// Delete settled messages from disk (on the store's reaper thread).
     pub fn remove(&self, messages: &[QueuedMessage]) {
         let on_disk = messages.iter().filter(|m| m.on_disk);
-        let Some(tree) = self.live_tree() else {
+        if !self.is_live() {
             for m in on_disk {
                 self.release_shared(m.message.shared.as_ref());
             }
             return;
-        };
+        }
         let keys: Vec<u64> = on_disk.clone().map(|m| m.seq).collect();
         let released = on_disk
             .filter_map(|m| m.message.shared.as_ref())
             .filter(|shared| shared.release())
             .map(|shared| shared.id)
             .collect();
-        self.store.reaper.delete(tree, keys, released);
+        self.store.reaper.delete(self.id, keys, released);
     }
 
-    /// The durable tree, unless the queue was deleted.
-    fn live_tree(&self) -> Option<&sled::Tree> {
-        if self.destroyed.load(Ordering::Acquire) {
-            return None;
-        }
-        self.durable.as_ref()
+    /// A durable queue not deleted: its messages are on disk.
+    fn is_live(&self) -> bool {
+        self.durable && !self.destroyed.load(Ordering::Acquire)
     }
 
     /// One reference to a shared message is gone; delete it after the last.
@@ -173,11 +161,9 @@ impl QueueStorage {
         let location = if message.on_disk {
             Location::Durable
         } else {
-            let Some(scratch) = self.scratch() else {
-                return Err(message);
-            };
             let encoded = codec::encode_message(&message.message, message.expires_at);
-            if scratch.insert(message.seq.to_be_bytes(), encoded).is_err() {
+            let key = message_key(self.id, message.seq);
+            if self.store.scratch().insert(key, encoded).is_err() {
                 return Err(message);
             }
             Location::Scratch
@@ -208,18 +194,15 @@ impl QueueStorage {
         };
         let location = first.location;
         let tree = match location {
-            Location::Durable => self.durable.as_ref(),
-            Location::Scratch => self.scratch(),
+            Location::Durable => self.store.messages(),
+            Location::Scratch => self.store.scratch(),
         };
-        let Some(tree) = tree else {
-            return run.into_iter().map(|_| None).collect();
-        };
-        let range = first.seq.to_be_bytes()..=last.seq.to_be_bytes();
+        let range = message_key(self.id, first.seq)..=message_key(self.id, last.seq);
         let mut scan = tree.range(range).peekable();
         let mut out = Vec::with_capacity(run.len());
         let mut read = Vec::new();
         for paged in run {
-            let key = paged.seq.to_be_bytes();
+            let key = message_key(self.id, paged.seq);
             // Skip keys below this message's; stop at it or past it.
             let raw = loop {
                 match scan.peek() {
@@ -298,33 +281,39 @@ impl QueueStorage {
         }
     }
 
-    fn scratch(&self) -> Option<&sled::Tree> {
-        self.scratch
-            .get_or_init(|| self.store.scratch_tree(self.id).ok())
-            .as_ref()
-    }
-
-    /// Drop the disk copies of purged messages.
-    pub fn purge(&self, on_disk: &[u64], shared: Vec<Arc<SharedMessage>>) {
-        if let Some(tree) = self.live_tree() {
-            let mut batch = sled::Batch::default();
-            for seq in on_disk {
-                batch.remove(&seq.to_be_bytes());
+    /// Drop the disk copies of purged messages, in bounded batches on a
+    /// blocking thread (the caller holds the queue lock). Then the shared
+    /// records whose last reference went, never before: a crash must not
+    /// leave a reference without its record.
+    pub fn purge(&self, on_disk: Vec<u64>, shared: Vec<Arc<SharedMessage>>) {
+        let (id, live) = (self.id, self.is_live());
+        self.store.in_background(move |store| {
+            let mut kept = false;
+            if live {
+                for chunk in on_disk.chunks(crate::store::BATCH_KEYS) {
+                    let mut batch = sled::Batch::default();
+                    for seq in chunk {
+                        batch.remove(&message_key(id, *seq));
+                    }
+                    if let Err(e) = store.messages().apply_batch(batch) {
+                        warn!(queue = id, "cannot delete purged messages: {e}");
+                        kept = true;
+                        break;
+                    }
+                }
             }
-            let _ = tree.apply_batch(batch);
-        }
-        if let Some(Some(scratch)) = self.scratch.get() {
-            let _ = scratch.clear();
-        }
-        for record in &shared {
-            self.release_shared(Some(record));
-        }
+            let _ = store.delete_range(store.scratch(), id);
+            if !kept {
+                release_all(store, &shared);
+            }
+        });
     }
 
-    /// Remember that `seq` was delivered (written lazily, before flushes).
+    /// Remember that `seq` was delivered: written with the next flush,
+    /// which is requested if the mark moved.
     pub fn note_delivered(&self, seq: u64) {
-        if self.durable.is_some() {
-            self.delivered_below.fetch_max(seq + 1, Ordering::Relaxed);
+        if self.durable && self.delivered_below.fetch_max(seq + 1, Ordering::Relaxed) <= seq {
+            self.store.mark_moved();
         }
     }
 
@@ -343,13 +332,29 @@ impl QueueStorage {
     /// its references to shared messages.
     pub fn destroy(&self, vhost: &str, name: &str, shared: Vec<Arc<SharedMessage>>) {
         self.destroyed.store(true, Ordering::Release);
-        if self.durable.is_some() {
-            self.store.delete_queue(vhost, name, self.id);
+        if self.durable
+            && let Err(e) = self.store.delete_queue(vhost, name, self.id)
+        {
+            tracing::error!(
+                queue = self.id,
+                "cannot remove a deleted queue's record: {e}"
+            );
         }
-        self.store.drop_scratch(self.id);
-        for record in &shared {
-            self.release_shared(Some(record));
-        }
+        // The messages go in bounded batches on a blocking thread: neither
+        // the vhost's nor the queue's lock waits for them. Were the broker
+        // to stop first, the start deletes what no queue record names.
+        let (id, durable) = (self.id, self.durable);
+        self.store.in_background(move |store| {
+            let mut kept = false;
+            if durable && let Err(e) = store.delete_range(store.messages(), id) {
+                warn!(queue = id, "cannot delete a deleted queue's messages: {e}");
+                kept = true;
+            }
+            let _ = store.delete_range(store.scratch(), id);
+            if !kept {
+                release_all(store, &shared);
+            }
+        });
     }
 
     /// Read the queue's tree back at start: the first `in_memory` messages
@@ -361,19 +366,19 @@ impl QueueStorage {
         in_memory: usize,
         mut accept: impl FnMut(RecoveredEntry),
     ) -> Result<Recovered, StoreError> {
-        let Some(tree) = &self.durable else {
+        if !self.durable {
             return Ok(Recovered::default());
-        };
+        }
         let below = self.delivered_below.load(Ordering::Relaxed);
         let mut names = Names::default();
         let mut stats = Recovered::default();
         // Body size and priority of the shared records referred to, read once.
         let mut shared_headers: HashMap<u64, (u32, Option<u8>)> = HashMap::new();
-        for item in tree.iter() {
+        for item in self.store.messages().scan_prefix(self.id.to_be_bytes()) {
             let (key, raw) = item.map_err(|e| self.store.corrupt_message(self.id, b"?", e))?;
-            let seq = <[u8; 8]>::try_from(key.as_ref())
-                .map(u64::from_be_bytes)
-                .map_err(|_| {
+            let seq = message_seq(&key)
+                .filter(|_| key.len() == 16)
+                .ok_or_else(|| {
                     self.store
                         .corrupt_message(self.id, &key, "key is not a sequence number")
                 })?;
@@ -432,6 +437,16 @@ impl QueueStorage {
             }
         }
         Ok(stats)
+    }
+}
+
+/// Release one reference to each of `shared`, deleting the records whose
+/// last reference it was.
+fn release_all(store: &Store, shared: &[Arc<SharedMessage>]) {
+    for record in shared {
+        if record.release() {
+            let _ = store.shared().remove(record.id.to_be_bytes());
+        }
     }
 }
 
@@ -558,13 +573,12 @@ mod tests {
         }
         storage.remove(&messages[..60]);
         store.close();
-        let tree = store.queue_tree(9).expect("tree");
-        let left: Vec<u64> = tree
-            .iter()
+        let left: Vec<u64> = store
+            .messages()
+            .scan_prefix(9u64.to_be_bytes())
             .keys()
             .flatten()
-            .filter_map(|k| <[u8; 8]>::try_from(k.as_ref()).ok())
-            .map(u64::from_be_bytes)
+            .filter_map(|k| message_seq(&k))
             .collect();
         assert_eq!(left, (61..=100).collect::<Vec<u64>>());
         let _ = std::fs::remove_dir_all(dir);

@@ -17,16 +17,18 @@ use std::thread::JoinHandle;
 use parking_lot::{Condvar, Mutex};
 use tracing::{error, warn};
 
-/// Keys to delete from one queue's tree, then the shared records whose
-/// last reference they were (in that order, as a crash must never leave a
+/// Messages of one queue to delete, then the shared records whose last
+/// reference they were (in that order, as a crash must never leave a
 /// reference without its record).
 struct Batch {
-    tree: sled::Tree,
+    queue: u64,
     keys: Vec<u64>,
     shared: Vec<u64>,
 }
 
 pub struct Reaper {
+    /// The store's tree of queue messages.
+    messages: sled::Tree,
     /// The store's tree of messages held by several queues.
     shared: sled::Tree,
     pending: Mutex<Vec<Batch>>,
@@ -48,8 +50,9 @@ impl std::fmt::Debug for Reaper {
 impl Reaper {
     /// Start the reaper thread. Without it (the thread cannot start),
     /// deletes run at once on the caller's thread.
-    pub fn start(shared: sled::Tree) -> Arc<Reaper> {
+    pub fn start(messages: sled::Tree, shared: sled::Tree) -> Arc<Reaper> {
         let reaper = Arc::new(Reaper {
+            messages,
             shared,
             pending: Mutex::default(),
             wake: Condvar::new(),
@@ -71,14 +74,14 @@ impl Reaper {
         reaper
     }
 
-    /// Delete the messages `keys` (sequence numbers) from `tree`, then the
-    /// shared records `shared`, soon.
-    pub fn delete(&self, tree: &sled::Tree, keys: Vec<u64>, shared: Vec<u64>) {
+    /// Delete the messages `keys` (sequence numbers) of queue `queue`, then
+    /// the shared records `shared`, soon.
+    pub fn delete(&self, queue: u64, keys: Vec<u64>, shared: Vec<u64>) {
         if keys.is_empty() && shared.is_empty() {
             return;
         }
         let batch = Batch {
-            tree: tree.clone(),
+            queue,
             keys,
             shared,
         };
@@ -130,11 +133,10 @@ impl Reaper {
     /// One key at a time: a sled batch would take the tree's write lock and
     /// stall the reads that page messages in.
     fn apply(&self, batch: Batch) {
-        for key in batch.keys {
-            match batch.tree.remove(key.to_be_bytes()) {
+        for seq in batch.keys {
+            // A key already gone (the queue was deleted meanwhile) is no error.
+            match self.messages.remove(super::message_key(batch.queue, seq)) {
                 Ok(_) => {}
-                // The queue was deleted meanwhile, and its tree with it.
-                Err(sled::Error::CollectionNotFound(_)) => break,
                 Err(e) => {
                     warn!("cannot delete a settled message: {e}");
                     // Keep the shared records: a reference may remain.

@@ -8,20 +8,37 @@
 //! requests pile up and the next flush covers them all, so confirm
 //! throughput grows with the number of publishers instead of paying one
 //! fsync per message.
+//!
+//! A flush that fails settles its tickets as failed rather than durable:
+//! the publishes they cover are nacked ([`Syncer::failed`]), the store
+//! reports itself failing (the disk alarm is raised while it is), and the
+//! failure is logged once until a flush succeeds again. The writes stay in
+//! sled's buffer, so a later successful flush may still make them durable;
+//! a nack only says the broker does not vouch for them.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 use tokio::sync::watch;
-use tracing::error;
+use tracing::{error, info};
+
+/// How many failed ticket ranges are remembered: a channel settles its
+/// publishes as soon as their flush ends, so only recent ones matter.
+const FAILED_RANGES: usize = 1024;
 
 #[derive(Debug)]
 pub struct Syncer {
     /// Highest ticket handed out.
     requested: AtomicU64,
+    /// Highest ticket settled (made durable, or failed).
     durable: watch::Sender<u64>,
+    /// Ticket ranges (inclusive) whose flush failed, oldest first.
+    failed: Mutex<VecDeque<(u64, u64)>>,
+    /// The last flush failed.
+    failing: AtomicBool,
     wake: Mutex<()>,
     wake_cv: Condvar,
     stop: AtomicBool,
@@ -42,6 +59,8 @@ impl Syncer {
         let syncer = Arc::new(Syncer {
             requested: AtomicU64::new(0),
             durable,
+            failed: Mutex::default(),
+            failing: AtomicBool::new(false),
             wake: Mutex::new(()),
             wake_cv: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -78,7 +97,8 @@ impl Syncer {
         self.enabled
     }
 
-    /// The highest durable ticket (everything, without syncing).
+    /// The highest settled ticket (everything, without syncing): durable
+    /// unless [`Syncer::failed`].
     pub fn durable(&self) -> u64 {
         if !self.enabled {
             return u64::MAX;
@@ -88,6 +108,22 @@ impl Syncer {
 
     pub fn is_durable(&self, ticket: u64) -> bool {
         ticket == 0 || self.durable() >= ticket
+    }
+
+    /// Whether the flush that settled `ticket` failed.
+    pub fn failed(&self, ticket: u64) -> bool {
+        ticket != 0
+            && self
+                .failed
+                .lock()
+                .iter()
+                .any(|&(from, to)| (from..=to).contains(&ticket))
+    }
+
+    /// Whether the last flush failed (the disk alarm stays raised until one
+    /// succeeds).
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Acquire)
     }
 
     /// A receiver that changes whenever a flush completes.
@@ -121,10 +157,30 @@ impl Syncer {
                 continue;
             }
             if let Err(e) = db.flush() {
-                // Confirms stay pending rather than lie about durability.
-                error!("flushing the store failed: {e}");
+                if !self.failing.swap(true, Ordering::AcqRel) {
+                    error!(
+                        "flushing the store failed: {e}; publishes waiting for it are nacked \
+                         and the disk alarm is raised until a flush succeeds"
+                    );
+                }
+                let from = self.durable() + 1;
+                {
+                    let mut failed = self.failed.lock();
+                    if failed.len() == FAILED_RANGES {
+                        failed.pop_front();
+                    }
+                    failed.push_back((from, target));
+                }
+                self.durable.send_replace(target);
+                if self.stop.load(Ordering::Acquire) {
+                    return;
+                }
+                // Do not spin on a disk that keeps failing.
                 std::thread::sleep(std::time::Duration::from_millis(100));
                 continue;
+            }
+            if self.failing.swap(false, Ordering::AcqRel) {
+                info!("flushing the store works again");
             }
             self.durable.send_replace(target);
             if self.stop.load(Ordering::Acquire) && self.requested.load(Ordering::Acquire) <= target
