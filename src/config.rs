@@ -293,12 +293,13 @@ impl Config {
             .collect()
     }
 
-    /// Defaults, but listening on an ephemeral loopback port with data in
+    /// Defaults, but listening on ephemeral loopback ports with data in
     /// `data_dir`: what embedding applications and tests want.
     pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             management_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.into(),
             prometheus_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             ..Config::default()
