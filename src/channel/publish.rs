@@ -82,6 +82,15 @@ impl Channel {
             body,
         );
         message.extra_keys = extra_keys.into_boxed_slice();
+        // A message that queues or a delayed-message exchange keep may wait
+        // there long after the read buffer it came in has been used up.
+        if match route.target {
+            Target::Queues => !queues.is_empty(),
+            Target::Delayed(..) => true,
+            Target::Reply(_) => false,
+        } {
+            message.detach();
+        }
         let outcome = match route.target {
             Target::Queues => {
                 share_if_fanned_out(s, &mut message, &queues);
