@@ -110,8 +110,11 @@ impl Channel {
             Target::Reply(consumer) => {
                 if let Some(consumer) = consumer
                     && let Some(channel) = consumer.channel.upgrade()
+                    && let Some(wait) = channel.deliver_reply(&consumer.tag, &message)
                 {
-                    channel.deliver_reply(&consumer.tag, &message);
+                    // The requester does not read as fast as we reply: as
+                    // with a consumer's outbox, the sender is made to wait.
+                    self.reply_room = Some(wait);
                 }
                 // RabbitMQ routes a reply to no queue, so a mandatory one
                 // is also returned, delivered or not.
