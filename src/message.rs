@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use amq_protocol::types::{AMQPValue, FieldTable};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::protocol::Properties;
 
@@ -58,7 +58,44 @@ impl SharedMessage {
     }
 }
 
+/// Bodies below this size are copied out of the connection's read buffer
+/// when a message is kept (see [`Message::detach`]); larger ones stay
+/// slices of it, which they mostly fill.
+pub const DETACH_BODY_BELOW: usize = 16 * 1024;
+
 impl Message {
+    /// Move the message's small parts (routing keys, properties, a body
+    /// under [`DETACH_BODY_BELOW`]) out of the buffer they were read into,
+    /// into one allocation of their own. Read as slices, they would keep
+    /// the whole 64 KiB read buffer alive for as long as the message waits
+    /// in a queue: one small message left behind would pin 64 KiB.
+    pub fn detach(&mut self) {
+        let body = self.body.len() < DETACH_BODY_BELOW;
+        let properties_len = self.properties.raw().len();
+        let total = self.routing_key.len()
+            + self.extra_keys.iter().map(Bytes::len).sum::<usize>()
+            + properties_len
+            + if body { self.body.len() } else { 0 };
+        let mut buf = BytesMut::with_capacity(total);
+        buf.extend_from_slice(&self.routing_key);
+        for key in self.extra_keys.iter() {
+            buf.extend_from_slice(key);
+        }
+        buf.extend_from_slice(self.properties.raw());
+        if body {
+            buf.extend_from_slice(&self.body);
+        }
+        let mut own = buf.freeze();
+        self.routing_key = own.split_to(self.routing_key.len());
+        for key in self.extra_keys.iter_mut() {
+            *key = own.split_to(key.len());
+        }
+        self.properties.rebase(own.split_to(properties_len));
+        if body {
+            self.body = own;
+        }
+    }
+
     pub fn new(
         exchange: Arc<str>,
         routing_key: Bytes,
@@ -195,7 +232,47 @@ pub fn parse_expiration(raw: &[u8]) -> Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_expiration;
+    use super::*;
+
+    #[test]
+    fn detaching_lets_go_of_the_read_buffer() {
+        // A read buffer holding a routing key, a property list (delivery
+        // mode 2) and a small body, as a connection reads them.
+        let mut read = BytesMut::with_capacity(64 * 1024);
+        read.extend_from_slice(b"orders.eu");
+        read.extend_from_slice(&[0x10, 0x00, 2]);
+        read.extend_from_slice(b"small body");
+        read.resize(64 * 1024, 0);
+        let read = read.freeze();
+        let properties = Properties::parse(read.slice(9..12)).expect("properties");
+        let mut message = Message::new(
+            Arc::from("x"),
+            read.slice(0..9),
+            properties,
+            read.slice(12..22),
+        );
+        message.extra_keys = vec![read.slice(0..6)].into_boxed_slice();
+        assert!(!read.is_unique());
+        message.detach();
+        assert!(read.is_unique(), "the message still holds the read buffer");
+        assert_eq!(&message.routing_key[..], b"orders.eu");
+        assert_eq!(&message.extra_keys[0][..], b"orders");
+        assert!(message.properties.is_persistent());
+        assert_eq!(&message.body[..], b"small body");
+    }
+
+    #[test]
+    fn a_large_body_stays_where_it_was_read() {
+        let read = Bytes::from(vec![7u8; DETACH_BODY_BELOW + 1]);
+        let mut message = Message::new(
+            Arc::from("x"),
+            Bytes::from_static(b"k"),
+            Properties::default(),
+            read.clone(),
+        );
+        message.detach();
+        assert_eq!(message.body.as_ptr(), read.as_ptr());
+    }
 
     #[test]
     fn expiration_parses_like_erlang() {

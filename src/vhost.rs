@@ -34,8 +34,31 @@ pub const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
 /// (implemented by the channel's link).
 pub trait ReplyChannel: Send + Sync + std::fmt::Debug {
     /// Write a reply to the channel's reply consumer `tag`: no ack, no
-    /// prefetch, just the channel's next delivery tag.
-    fn deliver_reply(&self, tag: &str, message: &Message);
+    /// prefetch, just the channel's next delivery tag. A reply queues for
+    /// no consumer credit, so it can push the requester's connection past
+    /// its high-water mark; then the answer is what the replier waits for
+    /// before it takes more input (see [`RoomWait`]).
+    fn deliver_reply(&self, tag: &str, message: &Message) -> Option<RoomWait>;
+}
+
+/// Resolves once a connection that was sent more than it reads has room
+/// again (or is gone).
+pub struct RoomWait(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+
+impl RoomWait {
+    pub fn new(wait: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        RoomWait(Box::pin(wait))
+    }
+
+    pub async fn wait(self) {
+        self.0.await
+    }
+}
+
+impl std::fmt::Debug for RoomWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RoomWait")
+    }
 }
 
 /// A channel's direct reply-to consumer.

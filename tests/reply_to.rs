@@ -461,3 +461,99 @@ async fn reply_after_the_reply_consumer_is_cancelled_is_dropped() {
     conn.close(200, "bye".into()).await.unwrap();
     broker.stop().await;
 }
+
+/// A requester that does not read its socket holds its repliers back, as a
+/// slow consumer holds back delivery: replies queue for it only up to its
+/// connection's high-water mark, and the replier's input waits meanwhile.
+/// Warren's bound (RabbitMQ buffers replies for a slow requester without
+/// one, its memory alarm aside).
+#[tokio::test]
+async fn replies_to_a_requester_that_does_not_read_hold_the_replier_back() {
+    if outside_broker_requested() {
+        return;
+    }
+    use common::raw::{self, RawConn};
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    let queue = request_queue(&ch).await;
+
+    // The requester: a reply consumer, then one request, and then it
+    // stops reading.
+    let mut requester = RawConn::handshake(broker.addr).await;
+    requester.open_channel(1).await;
+    let mut consume = vec![0, 0];
+    consume.extend(raw::short_str(REPLY_TO));
+    consume.extend(raw::short_str("replies"));
+    consume.push(0b10); // no-ack
+    consume.extend_from_slice(&0u32.to_be_bytes());
+    requester.send(&raw::method(1, 60, 20, &consume)).await;
+    requester.expect_method(60, 21).await;
+    let mut properties = 0x0200u16.to_be_bytes().to_vec(); // reply-to only
+    properties.extend(raw::short_str(REPLY_TO));
+    let mut request = raw::method(1, 60, 40, &raw::publish_args("", &queue, 0));
+    request.extend(raw::content_header(1, 1, &properties));
+    request.extend(raw::frame(3, 1, b"?"));
+    requester.send(&request).await;
+
+    let got = within(5, async {
+        loop {
+            if let Some(m) = ch
+                .basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .expect("basic.get")
+            {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let address = got
+        .delivery
+        .properties
+        .reply_to()
+        .as_ref()
+        .expect("reply-to")
+        .to_string();
+
+    // Far more than the requester's connection may hold unread, plus what
+    // the sockets between take.
+    const REPLIES: usize = 48;
+    const SIZE: usize = 1 << 20;
+    let replier = conn.create_channel().await.expect("channel");
+    let replying = tokio::spawn(async move {
+        let body = vec![b'r'; SIZE];
+        for _ in 0..REPLIES {
+            replier
+                .basic_publish(
+                    "".into(),
+                    address.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    BasicProperties::default(),
+                )
+                .await
+                .expect("basic.publish");
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !replying.is_finished(),
+        "the broker took every reply for a requester that reads nothing"
+    );
+
+    // Once the requester reads, every reply arrives and the replier goes on.
+    let mut received = 0;
+    within(60, async {
+        while received < REPLIES * SIZE {
+            received += requester.read_raw(Duration::from_millis(200)).await.len();
+        }
+    })
+    .await;
+    within(30, replying).await.expect("replier");
+    ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .expect("queue.delete");
+    conn.close(200, "bye".into()).await.expect("close");
+    broker.stop().await;
+}

@@ -21,7 +21,7 @@ use crate::protocol::{AmqpResult, Properties};
 use crate::queue::{Consumer, ConsumerChannel, Delivery, Queue};
 use crate::stats::{ChannelStats, ChannelView, Totals};
 use crate::util::now_millis;
-use crate::vhost::ReplyChannel;
+use crate::vhost::{ReplyChannel, RoomWait};
 
 /// One open channel as seen from outside its connection.
 #[derive(Debug)]
@@ -131,13 +131,20 @@ impl ChannelView for ChannelLink {
 impl ReplyChannel for ChannelLink {
     /// Deliver a direct reply to this channel's reply-to consumer: no ack,
     /// no prefetch, just the next delivery tag.
-    fn deliver_reply(&self, tag: &str, message: &Message) {
-        let mut deliveries = self.deliveries.lock();
-        if !deliveries.open {
-            return;
+    fn deliver_reply(&self, tag: &str, message: &Message) -> Option<RoomWait> {
+        {
+            let mut deliveries = self.deliveries.lock();
+            if !deliveries.open {
+                return None;
+            }
+            let delivery_tag = deliveries.next_tag();
+            self.write_deliver(tag, delivery_tag, false, message, &message.properties);
         }
-        let delivery_tag = deliveries.next_tag();
-        self.write_deliver(tag, delivery_tag, false, message, &message.properties);
+        if !self.conn.outbox.is_congested() {
+            return None;
+        }
+        let outbox = self.conn.outbox.clone();
+        Some(RoomWait::new(async move { outbox.wait_for_room().await }))
     }
 }
 

@@ -224,6 +224,9 @@ pub struct Channel {
     route_buf: Vec<Arc<Queue>>,
     /// The direct reply-to consumer: its tag and reply-address suffix.
     reply: Option<(Arc<str>, String)>,
+    /// A reply published here filled its requester's connection: this
+    /// connection takes no more input until that one has room.
+    reply_room: Option<crate::vhost::RoomWait>,
     /// The permission checks this channel passed.
     permissions: PermissionCache,
     /// Counts the channel against its user's `max-channels` while it lives.
@@ -270,6 +273,7 @@ impl Channel {
             last_queue: None,
             route_buf: Vec::new(),
             reply: None,
+            reply_room: None,
             permissions: PermissionCache::default(),
             _slot: slot,
             _open: counters::OpenChannel::new(),
@@ -632,6 +636,12 @@ impl Channel {
                 s.delete_queue(&queue);
             }
         }
+    }
+
+    /// What a reply published on this channel left the connection to wait
+    /// for (see [`crate::vhost::ReplyChannel::deliver_reply`]).
+    pub fn take_reply_room(&mut self) -> Option<crate::vhost::RoomWait> {
+        self.reply_room.take()
     }
 
     /// The part of the channel other tasks share.

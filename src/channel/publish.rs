@@ -88,6 +88,15 @@ impl Channel {
         );
         message.extra_keys = extra_keys.into_boxed_slice();
         self.link.stats.publish.incr();
+        // A message that queues or a delayed-message exchange keep may wait
+        // there long after the read buffer it came in has been used up.
+        if match route.target {
+            Target::Queues => !queues.is_empty(),
+            Target::Delayed(..) => true,
+            Target::Reply(_) => false,
+        } {
+            message.detach();
+        }
         let outcome = match route.target {
             Target::Queues => {
                 share_if_fanned_out(s, &mut message, &queues);
@@ -107,8 +116,11 @@ impl Channel {
             Target::Reply(consumer) => {
                 if let Some(consumer) = consumer
                     && let Some(channel) = consumer.channel.upgrade()
+                    && let Some(wait) = channel.deliver_reply(&consumer.tag, &message)
                 {
-                    channel.deliver_reply(&consumer.tag, &message);
+                    // The requester does not read as fast as we reply: as
+                    // with a consumer's outbox, the sender is made to wait.
+                    self.reply_room = Some(wait);
                 }
                 // RabbitMQ routes a reply to no queue, so a mandatory one
                 // is also returned, delivered or not.

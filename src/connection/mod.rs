@@ -252,8 +252,15 @@ impl Connection {
                 debug!(connection = %self.label(), "socket closed under the writer");
                 return;
             }
+            let reply_room = self
+                .channels
+                .values_mut()
+                .find_map(Channel::take_reply_room);
             let next = if let Some(ticket) = self.session.as_ref().and_then(Session::held_ticket) {
                 self.wait_for_disk(ticket, &mut events).await
+            } else if let Some(room) = reply_room {
+                self.wait_for_requester(room, &mut reader, &mut buf, &mut events)
+                    .await
             } else if self.congested() {
                 self.wait_for_room(&mut reader, &mut buf, &mut events).await
             } else {
@@ -330,6 +337,46 @@ impl Connection {
             },
         }
         Next::Continue
+    }
+
+    /// A direct reply sent from here filled its requester's connection:
+    /// like a consumer's, that connection's unread output stays bounded,
+    /// so this one takes no more input (no more replies) until it has
+    /// room. Mail is still handled, and the end of this client's input
+    /// noticed, as in `wait_for_room`.
+    async fn wait_for_requester(
+        &mut self,
+        room: crate::vhost::RoomWait,
+        reader: &mut OwnedReadHalf,
+        buf: &mut BytesMut,
+        events: &mut UnboundedReceiver<ConnEvent>,
+    ) -> Next {
+        let room = room.wait();
+        tokio::pin!(room);
+        loop {
+            let peeking = buf.len() < READ_CHUNK;
+            if peeking && buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                _ = &mut room => return Next::Continue,
+                Some(event) = events.recv() => {
+                    self.handle_event(event);
+                    if self.state == State::Closed {
+                        return Next::Continue;
+                    }
+                }
+                read = reader.read_buf(buf), if peeking => match read {
+                    Ok(0) | Err(_) => {
+                        let batch = Batch::open();
+                        self.process_input(buf);
+                        batch.finish();
+                        return Next::End;
+                    }
+                    Ok(_) => self.last_read = Instant::now(),
+                },
+            }
+        }
     }
 
     /// Wait for input, mail from other tasks, the disk, a deadline, or the

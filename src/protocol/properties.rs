@@ -96,6 +96,15 @@ impl Properties {
         &self.raw
     }
 
+    /// Hold the same encoded list in another buffer (`raw` must equal
+    /// [`Properties::raw`]: the parsed offsets stay as they are).
+    pub fn rebase(&mut self, raw: Bytes) {
+        debug_assert_eq!(raw, self.raw);
+        if raw == self.raw {
+            self.raw = raw;
+        }
+    }
+
     /// 2 means persistent.
     pub fn delivery_mode(&self) -> u8 {
         self.delivery_mode

@@ -103,6 +103,9 @@ struct QueueState {
     consumers: Vec<Arc<Consumer>>,
     /// Round-robin position among consumers of the same priority.
     rotation: usize,
+    /// The highest priority among `consumers` (0 without consumers): a
+    /// consumer of this priority with credit ends the search for one.
+    top_priority: i32,
     /// Delivered, not yet acknowledged.
     unacked: usize,
     /// Body bytes of the unacknowledged deliveries.
@@ -544,7 +547,17 @@ impl Queue {
     /// The consumer to deliver to next: with credit, of the highest
     /// priority, round-robin among equals. With single active consumer,
     /// only the first registered one is a candidate.
-    fn pick_consumer(&self, consumers: &[Arc<Consumer>], rotation: usize) -> Option<usize> {
+    ///
+    /// The search starts after the last consumer served and stops at the
+    /// first one of the top priority with credit, so with consumers that
+    /// take what they are given it looks at one or two of them, however
+    /// many the queue has.
+    fn pick_consumer(
+        &self,
+        consumers: &[Arc<Consumer>],
+        rotation: usize,
+        top_priority: i32,
+    ) -> Option<usize> {
         let credit = |c: &Arc<Consumer>| c.channel.has_credit(c);
         if self.args.single_active_consumer {
             return consumers.first().filter(|c| credit(c)).map(|_| 0);
@@ -558,6 +571,9 @@ impl Queue {
                 continue;
             }
             if credit(consumer) {
+                if consumer.priority >= top_priority {
+                    return Some(index);
+                }
                 best = Some((consumer.priority, index));
             }
         }
@@ -582,6 +598,7 @@ impl Queue {
                 ready,
                 consumers,
                 rotation,
+                top_priority,
                 unacked,
                 unacked_bytes,
                 counters,
@@ -589,7 +606,7 @@ impl Queue {
                 ..
             } = &mut *st;
             while !ready.is_empty() {
-                let Some(index) = self.pick_consumer(consumers, *rotation) else {
+                let Some(index) = self.pick_consumer(consumers, *rotation, *top_priority) else {
                     // Nobody has credit: the next ack or a writable socket resumes us.
                     break;
                 };
@@ -662,9 +679,9 @@ impl Queue {
         let mut dead = Vec::new();
         {
             let mut st = self.state.lock();
-            if st.consumers.iter().any(|c| c.exclusive)
-                || (consumer.exclusive && !st.consumers.is_empty())
-            {
+            // An exclusive consumer is always the only one.
+            let exclusive_there = st.consumers.len() == 1 && st.consumers[0].exclusive;
+            if exclusive_there || (consumer.exclusive && !st.consumers.is_empty()) {
                 return Err(amqp_err!(
                     AccessRefused,
                     "{} in exclusive use",
@@ -672,6 +689,10 @@ impl Queue {
                 ));
             }
             on_added();
+            st.top_priority = match st.consumers.is_empty() {
+                true => consumer.priority,
+                false => st.top_priority.max(consumer.priority),
+            };
             st.consumers.push(consumer);
             st.had_consumers = true;
             st.last_used = now_millis();
@@ -698,6 +719,7 @@ impl Queue {
             if st.consumers.len() == before {
                 return ConsumerRemoval::NotFound;
             }
+            st.top_priority = st.consumers.iter().map(|c| c.priority).max().unwrap_or(0);
             st.last_used = now_millis();
             if self.auto_delete && st.consumers.is_empty() && st.had_consumers && !st.deleted {
                 ConsumerRemoval::RemovedLastOfAutoDelete

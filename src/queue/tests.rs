@@ -15,6 +15,8 @@ use crate::protocol::properties::Fields;
 #[derive(Debug, Default)]
 struct RecordingChannel {
     credit: Mutex<usize>,
+    /// How often a queue asked `has_credit`.
+    checks: std::sync::atomic::AtomicUsize,
     /// Deliveries to refuse although `has_credit` said yes (credit taken
     /// by another queue in between).
     refuse: Mutex<usize>,
@@ -37,6 +39,8 @@ impl RecordingChannel {
 
 impl ConsumerChannel for RecordingChannel {
     fn has_credit(&self, _consumer: &Consumer) -> bool {
+        self.checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         *self.credit.lock() > 0
     }
 
@@ -209,4 +213,55 @@ fn an_idle_queue_asks_its_home_to_remove_it_after_x_expires() {
         None
     );
     assert_eq!(home.expired.lock().as_slice(), &[Arc::from("idle")]);
+}
+
+#[test]
+fn picking_a_consumer_among_many_looks_at_few_of_them() {
+    let q = queue("many", FieldTable::default(), homeless());
+    let channel = RecordingChannel::with_credit(usize::MAX);
+    let n = 2_000;
+    for i in 0..n {
+        q.add_consumer(consumer(&channel, &format!("c{i}")), || {})
+            .expect("consumer added");
+    }
+    for _ in 0..n {
+        q.publish(message("m"));
+    }
+    assert_eq!(channel.bodies().len(), n);
+    // One look per delivery, where a full scan would make n * n.
+    let checks = channel.checks.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(checks <= 2 * n, "{checks} credit checks for {n} deliveries");
+}
+
+#[test]
+fn a_higher_priority_consumer_is_still_found_past_lower_ones() {
+    let q = queue("prio", FieldTable::default(), homeless());
+    let low = RecordingChannel::with_credit(usize::MAX);
+    let high = RecordingChannel::with_credit(1);
+    for i in 0..10 {
+        q.add_consumer(consumer(&low, &format!("low{i}")), || {})
+            .expect("consumer added");
+    }
+    let mut args = FieldTable::default();
+    args.insert(ShortString::from("x-priority"), AMQPValue::LongInt(5));
+    let top = Arc::new(Consumer::new(
+        Arc::from("high"),
+        high.clone(),
+        false,
+        false,
+        0,
+        5,
+        args,
+    ));
+    q.add_consumer(top.clone(), || {}).expect("consumer added");
+    q.publish(message("first"));
+    q.publish(message("second"));
+    // The high-priority consumer takes what its credit allows, then the
+    // others take the rest.
+    assert_eq!(high.bodies(), vec!["first"]);
+    assert_eq!(low.bodies(), vec!["second"]);
+    // Without it, the top priority falls back to the others'.
+    assert_eq!(q.remove_consumer(&top), ConsumerRemoval::Removed);
+    q.publish(message("third"));
+    assert_eq!(low.bodies(), vec!["second", "third"]);
 }
