@@ -26,7 +26,7 @@
 //! - [`timer`]: deadlines: message and queue expiry, delayed messages.
 //! - [`alarm`]: memory and disk alarms that block publishers.
 //! - [`protocol`]: the wire: frames, methods, properties, field tables, reply codes.
-//! - [`config`]: flags and environment variables.
+//! - [`config`]: flags and environment variables; [`config_file`]: `--config` (TOML or rabbitmq.conf).
 //! - [`logging`]: log output (text or JSON) that never takes the broker down.
 //! - [`util`]: small helpers with no better home.
 
@@ -36,6 +36,7 @@ pub mod broker;
 pub mod channel;
 pub mod client;
 pub mod config;
+pub mod config_file;
 pub mod connection;
 pub mod definitions;
 pub mod exchange;
