@@ -650,3 +650,45 @@ async fn an_expires_set_by_policy_deletes_an_idle_queue() {
     }
     done(t, conn, broker).await;
 }
+
+#[tokio::test]
+async fn deleting_a_vhost_deletes_its_policies() {
+    if outside_broker_requested() {
+        return;
+    }
+    let broker = TestBroker::start().await;
+    let admin = broker.admin();
+    admin.add_vhost("short-lived").await;
+    admin
+        .set_policy(
+            "short-lived",
+            "p",
+            json!({"pattern": ".*", "definition": {"max-length": 1}}),
+        )
+        .await;
+    admin
+        .set_operator_policy(
+            "short-lived",
+            "op",
+            json!({"pattern": ".*", "definition": {"max-length": 1}}),
+        )
+        .await;
+    admin.delete_vhost("short-lived").await;
+    admin.add_vhost("short-lived").await;
+    let broker = broker.restart().await;
+    let b = broker.server().expect("in-process").broker().clone();
+    assert!(b.policies(PolicyKind::Policy, None).is_empty());
+    assert!(b.policies(PolicyKind::Operator, None).is_empty());
+    let missing = b.set_policy(
+        PolicyKind::Policy,
+        "nowhere",
+        "p",
+        &json!({"pattern": ".*", "definition": {"max-length": 1}}),
+    );
+    assert_eq!(
+        missing.map_err(|e| e.to_string()),
+        Err("no such vhost 'nowhere'".to_string())
+    );
+    drop(b);
+    broker.stop().await;
+}
