@@ -32,7 +32,7 @@
 //!   the certificate subject SASL EXTERNAL logs in with.
 //! - [`metrics`]: Prometheus metrics under RabbitMQ's names, and the
 //!   broker-wide counters behind them.
-//! - [`config`]: flags and environment variables.
+//! - [`config`]: flags and environment variables; [`config_file`]: `--config` (TOML or rabbitmq.conf).
 //! - [`ctl`]: `warren ctl`, a client of the management HTTP API.
 //! - [`logging`]: log output (text or JSON) that never takes the broker down.
 //! - [`util`]: small helpers with no better home.
@@ -43,6 +43,7 @@ pub mod broker;
 pub mod channel;
 pub mod client;
 pub mod config;
+pub mod config_file;
 pub mod connection;
 pub mod ctl;
 pub mod definitions;

@@ -290,7 +290,18 @@ async fn serve_tls(
 /// Open the broker, then import the definitions file it is configured
 /// with, if any (at every start, as RabbitMQ's `load_definitions`).
 fn open_broker(config: Config) -> io::Result<Broker> {
+    for warning in &config.config_warnings {
+        warn!("{warning}");
+    }
     let broker = Broker::open(config).map_err(io::Error::other)?;
+    if let Some(definitions) = &broker.config.config_definitions {
+        crate::definitions::import(&broker, definitions).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("users and vhosts of the configuration file: {e}"),
+            )
+        })?;
+    }
     if let Some(path) = broker.config.definitions.clone() {
         let imported = crate::definitions::load_file(&broker, &path)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;

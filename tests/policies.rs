@@ -567,3 +567,128 @@ async fn policies_are_durable_and_apply_after_a_restart() {
     conn.close(200, "bye".into()).await.ok();
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_delivery_limit_set_by_policy_dead_letters_quorum_messages() {
+    let broker = TestBroker::start().await;
+    let (t, conn, ch) = tenant(&broker, "pol-limit").await;
+    broker
+        .admin()
+        .set_policy(
+            &t.vhost,
+            "limit",
+            json!({"pattern": "^qq$", "apply-to": "queues",
+                   "definition": {"delivery-limit": 1, "dead-letter-exchange": "gave-up"}}),
+        )
+        .await;
+    let gave_up = sink(&ch, "gave-up").await;
+    ch.queue_declare(
+        "qq".into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        table(&[("x-queue-type", text("quorum"))]),
+    )
+    .await
+    .expect("quorum queue");
+    let pub_ch = confirming(&conn).await;
+    publish(&pub_ch, "", "qq", &["m"]).await;
+    for _ in 0..2 {
+        let message = ch
+            .basic_get("qq".into(), BasicGetOptions { no_ack: false })
+            .await
+            .expect("basic.get")
+            .expect("a message");
+        message
+            .delivery
+            .acker
+            .nack(BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            })
+            .await
+            .expect("basic.nack");
+    }
+    wait_count(&ch, &gave_up, 1).await;
+    assert_eq!(count(&ch, "qq").await, 0);
+    ch.queue_delete("qq".into(), QueueDeleteOptions::default())
+        .await
+        .ok();
+    done(t, conn, broker).await;
+}
+
+#[tokio::test]
+async fn an_expires_set_by_policy_deletes_an_idle_queue() {
+    let broker = TestBroker::start().await;
+    let (t, conn, ch) = tenant(&broker, "pol-expires").await;
+    queue(&ch, "idle-q", &[]).await;
+    broker
+        .admin()
+        .set_policy(
+            &t.vhost,
+            "idle",
+            json!({"pattern": "^idle", "definition": {"expires": 300}}),
+        )
+        .await;
+    drop(ch);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let probe = conn.create_channel().await.expect("channel");
+        match declare_passive(&probe, "idle-q").await {
+            Err(e) if reply_code(&e) == Some(404) => break,
+            Err(e) => panic!("unexpected {e:?}"),
+            Ok(_) => {
+                probe.close(200, "bye".into()).await.ok();
+                assert!(
+                    Instant::now() < deadline,
+                    "the idle queue was never deleted"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+    done(t, conn, broker).await;
+}
+
+#[tokio::test]
+async fn deleting_a_vhost_deletes_its_policies() {
+    if outside_broker_requested() {
+        return;
+    }
+    let broker = TestBroker::start().await;
+    let admin = broker.admin();
+    admin.add_vhost("short-lived").await;
+    admin
+        .set_policy(
+            "short-lived",
+            "p",
+            json!({"pattern": ".*", "definition": {"max-length": 1}}),
+        )
+        .await;
+    admin
+        .set_operator_policy(
+            "short-lived",
+            "op",
+            json!({"pattern": ".*", "definition": {"max-length": 1}}),
+        )
+        .await;
+    admin.delete_vhost("short-lived").await;
+    admin.add_vhost("short-lived").await;
+    let broker = broker.restart().await;
+    let b = broker.server().expect("in-process").broker().clone();
+    assert!(b.policies(PolicyKind::Policy, None).is_empty());
+    assert!(b.policies(PolicyKind::Operator, None).is_empty());
+    let missing = b.set_policy(
+        PolicyKind::Policy,
+        "nowhere",
+        "p",
+        &json!({"pattern": ".*", "definition": {"max-length": 1}}),
+    );
+    assert_eq!(
+        missing.map_err(|e| e.to_string()),
+        Err("no such vhost 'nowhere'".to_string())
+    );
+    drop(b);
+    broker.stop().await;
+}

@@ -344,10 +344,10 @@ impl Connection {
     /// so this one takes no more input (no more replies) until it has
     /// room. Mail is still handled, and the end of this client's input
     /// noticed, as in `wait_for_room`.
-    async fn wait_for_requester(
+    async fn wait_for_requester<R: AsyncRead + Unpin>(
         &mut self,
         room: crate::vhost::RoomWait,
-        reader: &mut OwnedReadHalf,
+        reader: &mut R,
         buf: &mut BytesMut,
         events: &mut UnboundedReceiver<ConnEvent>,
     ) -> Next {
