@@ -652,20 +652,6 @@ fn password_or_stdin(password: Option<String>) -> Result<String, CtlError> {
 
 fn list_items(api: &Api, list: &List, out: &mut dyn Write) -> Result<(), CtlError> {
     let (collection, per_vhost) = list.what.collection();
-    let path = if per_vhost && !list.all_vhosts {
-        format!("{collection}/{}", encode(&list.vhost.vhost))
-    } else {
-        collection.to_string()
-    };
-    let items = match api.get(&path)? {
-        Value::Array(items) => items,
-        // Paged answers (`?page=`) carry their items.
-        Value::Object(mut paged) => match paged.remove("items") {
-            Some(Value::Array(items)) => items,
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    };
     let columns: Vec<String> = if list.columns.is_empty() {
         let defaults = list.what.default_columns();
         let mut columns: Vec<String> = defaults.iter().map(|c| c.to_string()).collect();
@@ -675,6 +661,24 @@ fn list_items(api: &Api, list: &List, out: &mut dyn Write) -> Result<(), CtlErro
         columns
     } else {
         list.columns.clone()
+    };
+    let mut path = if per_vhost && !list.all_vhosts {
+        format!("{collection}/{}", encode(&list.vhost.vhost))
+    } else {
+        collection.to_string()
+    };
+    // Only the columns shown: with thousands of queues, the API sends a
+    // fraction of each object (RabbitMQ's `columns` parameter).
+    let wanted: Vec<String> = columns.iter().map(|c| encode(c)).collect();
+    path = format!("{path}?columns={}", wanted.join(","));
+    let items = match api.get(&path)? {
+        Value::Array(items) => items,
+        // Paged answers (`?page=`) carry their items.
+        Value::Object(mut paged) => match paged.remove("items") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
     };
     let text = match list.format {
         Format::Table => output::table(&items, &columns),
