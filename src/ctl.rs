@@ -23,20 +23,44 @@ use serde_json::{Value, json};
 use api::encode;
 pub use api::{Api, CtlError};
 
-/// The management API `warren ctl` talks to when not told otherwise.
-pub const DEFAULT_URL: &str = "http://guest:guest@127.0.0.1:15672";
+/// Where `warren ctl` finds the management API when not told otherwise.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:15672";
+
+/// The API on [`DEFAULT_ADDRESS`] as the broker's default user, read from
+/// the variables the broker reads it from: inside a container started with
+/// `RABBITMQ_DEFAULT_USER`/`_PASS`, `warren ctl` (and so the image's health
+/// check) logs in as the user the broker created.
+fn default_url(env: impl Fn(&str) -> Option<String>) -> String {
+    let pick = |names: [&str; 2], default: &str| {
+        names
+            .iter()
+            .find_map(|name| env(name).filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| default.to_string())
+    };
+    let user = pick(["WARREN_DEFAULT_USER", "RABBITMQ_DEFAULT_USER"], "guest");
+    let password = pick(["WARREN_DEFAULT_PASS", "RABBITMQ_DEFAULT_PASS"], "guest");
+    format!(
+        "http://{}:{}@{DEFAULT_ADDRESS}",
+        encode(&user),
+        encode(&password)
+    )
+}
 
 #[derive(Debug, Parser)]
 #[command(
     name = "warren ctl",
+    args_override_self = true,
     about = "Manage a running Warren (or RabbitMQ) through its management HTTP API",
     after_help = "Exit codes: 0 done, 64 bad usage, 69 API unreachable, 70 the API refused \
                   the request, 74 file error, 75 await-startup timed out, 77 credentials refused."
 )]
 pub struct Ctl {
     /// The management API, with credentials: http://user:password@host:port
-    #[arg(long, global = true, env = "WARREN_URL", default_value = DEFAULT_URL, hide_env_values = true)]
-    url: String,
+    /// [default: http://127.0.0.1:15672 as the broker's default user:
+    /// WARREN_DEFAULT_USER/_PASS or RABBITMQ_DEFAULT_USER/_PASS when set,
+    /// else guest:guest]
+    #[arg(long, global = true, env = "WARREN_URL", hide_env_values = true)]
+    url: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -310,6 +334,30 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     }
 }
 
+/// Run as `rabbitmqctl` or `rabbitmq-diagnostics` (the container image
+/// links both names to the binary), so that health checks and scripts
+/// written for RabbitMQ's image work unchanged: rabbitmqctl's commands in
+/// their underscore spelling, and the diagnostics health checks call
+/// (`ping`, `check_running`, `check_port_connectivity`) as `await-startup`
+/// with a short timeout. `-q`, `-s` and `-n NODE` are accepted and ignored.
+pub fn main_as_rabbitmq_tool(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
+    let mut kept: Vec<std::ffi::OsString> = Vec::new();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("-q" | "--quiet" | "-s" | "--silent") => {}
+            Some("-n" | "--node") => {
+                args.next();
+            }
+            Some("ping" | "check_running" | "check_port_connectivity") if kept.is_empty() => {
+                kept.extend(["await-startup", "--timeout", "10"].map(Into::into));
+            }
+            _ => kept.push(arg),
+        }
+    }
+    main(kept)
+}
+
 /// rabbitmqctl's `list_queues` is `list queues` here.
 fn rabbitmqctl_spellings(
     args: impl IntoIterator<Item = std::ffi::OsString>,
@@ -324,7 +372,10 @@ fn rabbitmqctl_spellings(
 }
 
 fn run(ctl: Ctl, out: &mut dyn Write) -> Result<(), CtlError> {
-    let api = Api::new(&ctl.url)?;
+    let url = ctl
+        .url
+        .unwrap_or_else(|| default_url(|name| std::env::var(name).ok()));
+    let api = Api::new(&url)?;
     match ctl.command {
         Command::Status { format } => status(&api, format, out),
         Command::AwaitStartup { timeout } => await_startup(&api, Duration::from_secs(timeout), out),
@@ -601,20 +652,6 @@ fn password_or_stdin(password: Option<String>) -> Result<String, CtlError> {
 
 fn list_items(api: &Api, list: &List, out: &mut dyn Write) -> Result<(), CtlError> {
     let (collection, per_vhost) = list.what.collection();
-    let path = if per_vhost && !list.all_vhosts {
-        format!("{collection}/{}", encode(&list.vhost.vhost))
-    } else {
-        collection.to_string()
-    };
-    let items = match api.get(&path)? {
-        Value::Array(items) => items,
-        // Paged answers (`?page=`) carry their items.
-        Value::Object(mut paged) => match paged.remove("items") {
-            Some(Value::Array(items)) => items,
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    };
     let columns: Vec<String> = if list.columns.is_empty() {
         let defaults = list.what.default_columns();
         let mut columns: Vec<String> = defaults.iter().map(|c| c.to_string()).collect();
@@ -624,6 +661,24 @@ fn list_items(api: &Api, list: &List, out: &mut dyn Write) -> Result<(), CtlErro
         columns
     } else {
         list.columns.clone()
+    };
+    let mut path = if per_vhost && !list.all_vhosts {
+        format!("{collection}/{}", encode(&list.vhost.vhost))
+    } else {
+        collection.to_string()
+    };
+    // Only the columns shown: with thousands of queues, the API sends a
+    // fraction of each object (RabbitMQ's `columns` parameter).
+    let wanted: Vec<String> = columns.iter().map(|c| encode(c)).collect();
+    path = format!("{path}?columns={}", wanted.join(","));
+    let items = match api.get(&path)? {
+        Value::Array(items) => items,
+        // Paged answers (`?page=`) carry their items.
+        Value::Object(mut paged) => match paged.remove("items") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
     };
     let text = match list.format {
         Format::Table => output::table(&items, &columns),
@@ -763,6 +818,15 @@ mod tests {
         assert_eq!(list.what, Listable::Queues);
         assert_eq!(list.vhost.vhost, "orders");
         assert_eq!(list.columns, ["name", "messages"]);
+        // A repeated option (rabbitmq-diagnostics' own -t after ping's): the last wins.
+        let Command::AwaitStartup { timeout } =
+            parse(&["await-startup", "-t", "10", "--timeout", "2"])
+                .unwrap()
+                .command
+        else {
+            panic!("await-startup");
+        };
+        assert_eq!(timeout, 2);
         assert!(matches!(
             parse(&["purge_queue", "q"]).unwrap().command,
             Command::PurgeQueue { .. }
@@ -773,6 +837,18 @@ mod tests {
                 .command,
             Command::SetPermissions { .. }
         ));
+    }
+
+    #[test]
+    fn the_default_url_logs_in_as_the_brokers_default_user() {
+        assert_eq!(default_url(|_| None), "http://guest:guest@127.0.0.1:15672");
+        let env = |name: &str| match name {
+            "RABBITMQ_DEFAULT_USER" => Some("app".to_string()),
+            "RABBITMQ_DEFAULT_PASS" => Some("p@ss".to_string()),
+            "WARREN_DEFAULT_USER" => Some("ops".to_string()),
+            _ => None,
+        };
+        assert_eq!(default_url(env), "http://ops:p%40ss@127.0.0.1:15672");
     }
 
     #[test]

@@ -56,9 +56,16 @@ fn export_definitions(args: impl Iterator<Item = std::ffi::OsString>) -> std::pr
 }
 
 fn main() -> std::process::ExitCode {
-    let mut args = std::env::args_os();
-    if args.nth(1).is_some_and(|first| first == "ctl") {
-        return warren::ctl::main(args);
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let program = std::path::Path::new(args.first().map(|a| a.as_os_str()).unwrap_or_default());
+    if program
+        .file_name()
+        .is_some_and(|n| n == "rabbitmqctl" || n == "rabbitmq-diagnostics")
+    {
+        return warren::ctl::main_as_rabbitmq_tool(args.split_off(1));
+    }
+    if args.get(1).is_some_and(|first| first == "ctl") {
+        return warren::ctl::main(args.split_off(2));
     }
     limit_malloc_arenas();
     if std::env::args_os()

@@ -547,6 +547,7 @@ async fn rabbitmq_default_variables_make_the_first_user_and_vhost() {
         ])
         .arg("--data-dir")
         .arg(&dir)
+        .env("WARREN_PROMETHEUS_LISTEN", "127.0.0.1:0")
         .env("RABBITMQ_DEFAULT_USER", "app")
         .env("RABBITMQ_DEFAULT_PASS", "s3cret")
         .env("RABBITMQ_DEFAULT_VHOST", "orders")

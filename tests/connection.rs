@@ -1025,6 +1025,7 @@ async fn warren_binary_logs_its_address_and_exits_cleanly_on_sigterm() {
         .arg("--data-dir")
         .arg(&dir)
         .env("WARREN_LOG_LEVEL", "info")
+        .env("WARREN_PROMETHEUS_LISTEN", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

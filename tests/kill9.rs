@@ -41,6 +41,7 @@ impl Broker {
             .arg("--data-dir")
             .arg(dir)
             .args(["--log-level", "warn"])
+            .env("WARREN_PROMETHEUS_LISTEN", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -280,6 +280,59 @@ async fn global_counters_count_publishes_deliveries_and_acks() {
 }
 
 #[tokio::test]
+async fn deliveries_are_counted_under_their_queue_type() {
+    if outside_broker_requested() {
+        eprintln!("skipped: Warren's own metrics listener (WARREN_TEST_AMQP_URI is set)");
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let broker = TestBroker::start().await;
+    let url = format!(
+        "{}/metrics",
+        metrics_base(&broker).expect("in-process broker")
+    );
+    let before = scrape_async(url.clone()).await;
+    let (conn, ch) = broker.channel().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let queue = unique("prom-quorum");
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-queue-type".into(),
+        lapin::types::AMQPValue::LongString("quorum".into()),
+    );
+    ch.queue_declare(
+        queue.as_str().into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        arguments,
+    )
+    .await
+    .expect("quorum queue.declare");
+    publish(&ch, "", &queue, false).await;
+    ch.basic_get(queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .expect("a message");
+    let after = scrape_async(url).await;
+    let quorum = r#"{protocol="amqp091",queue_type="rabbit_quorum_queue"}"#;
+    let delta = |labels: &str| {
+        let name = "rabbitmq_global_messages_delivered_get_auto_ack_total";
+        after.get(name, labels) - before.get(name, labels)
+    };
+    assert_eq!(delta(quorum), 1.0);
+    assert_eq!(delta(CLASSIC), 0.0);
+    ch.queue_delete(queue.as_str().into(), Default::default())
+        .await
+        .unwrap();
+    conn.close(200, "bye".into()).await.ok();
+    broker.stop().await;
+}
+
+#[tokio::test]
 async fn per_object_metrics_label_each_queue_with_vhost_and_name() {
     if outside_broker_requested() {
         eprintln!("skipped: Warren's own metrics listener (WARREN_TEST_AMQP_URI is set)");

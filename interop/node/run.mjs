@@ -48,7 +48,8 @@ async function startWarren() {
   const log = openSync(logPath, 'w');
   const child = spawn(binary, ['--listen', `127.0.0.1:${port}`, '--data-dir', path.join(workdir, 'data'),
     '--log-level', process.env.WARREN_LOG_LEVEL || 'info'],
-  { stdio: ['ignore', log, log], env: { ...process.env, NO_COLOR: '1' } });
+  // Metrics on an ephemeral loopback port, not 0.0.0.0:15692.
+  { stdio: ['ignore', log, log], env: { WARREN_PROMETHEUS_LISTEN: '127.0.0.1:0', ...process.env, NO_COLOR: '1' } });
   let exited = null;
   child.on('exit', (code, signal) => { exited = code ?? signal; });
   const deadline = Date.now() + STARTUP_MS;

@@ -136,7 +136,8 @@ def _start_warren(extra_args=(), prefix="warren-interop-", user="guest", passwor
                 *extra_args,
             ],
             stdin=subprocess.DEVNULL,
-            env=dict(os.environ, NO_COLOR="1"),
+            # Metrics on an ephemeral loopback port, not 0.0.0.0:15692.
+            env={"WARREN_PROMETHEUS_LISTEN": "127.0.0.1:0", **os.environ, "NO_COLOR": "1"},
             stdout=log,
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,

@@ -63,6 +63,9 @@ impl WarrenCommand {
             .args(["--management-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(&data_dir)
+            // Metrics on an ephemeral loopback port, not 0.0.0.0:15692
+            // (a test's own --prometheus-listen still wins).
+            .env("WARREN_PROMETHEUS_LISTEN", "127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
