@@ -124,6 +124,12 @@ impl Session {
     }
 
     /// Send the held replies (their ticket is durable).
+    /// Drop the held replies: the change they answer could not be made
+    /// durable, and the connection closes instead.
+    pub fn discard_held(&self) {
+        self.held.borrow_mut().take();
+    }
+
     pub fn release_held(&self) {
         if let Some(held) = self.held.borrow_mut().take() {
             for (channel, method) in held.replies {

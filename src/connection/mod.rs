@@ -289,7 +289,17 @@ impl Connection {
         let store = self.broker.store.clone();
         tokio::select! {
             _ = store.syncer.wait(ticket) => {
-                if let Some(session) = &self.session {
+                if store.syncer.failed(ticket) {
+                    // A durable declaration whose flush failed: fail it as
+                    // one whose write failed.
+                    if let Some(session) = &self.session {
+                        session.discard_held();
+                    }
+                    self.close_connection(amqp_err!(
+                        InternalError,
+                        "the store could not be flushed: the change is not durable"
+                    ));
+                } else if let Some(session) = &self.session {
                     session.release_held();
                 }
             }
