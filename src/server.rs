@@ -15,8 +15,8 @@ use crate::alarm;
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::connection;
-use crate::tls::{Tls, TlsOptions};
 use crate::metrics::MetricsServer;
+use crate::tls::{Tls, TlsOptions};
 
 /// How long shutdown waits for connections to finish their close handshake.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

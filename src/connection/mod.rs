@@ -43,8 +43,8 @@ use crate::protocol::frame::{
 };
 use crate::protocol::method::{self, Method};
 use crate::protocol::{AmqpError, AmqpResult, Frame, FrameCodec, FrameError, ReplyCode};
-use crate::tls::TlsClient;
 use crate::stats::ConnectionStats;
+use crate::tls::TlsClient;
 
 /// The RabbitMQ version whose behaviour Warren follows, as announced to clients.
 pub const COMPATIBLE_VERSION: &str = "3.10.8";
