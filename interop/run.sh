@@ -7,7 +7,10 @@
 #                                  instead (e.g. RabbitMQ, to check expectations)
 #   interop/run.sh -k confirms     extra arguments go to pytest (every suite)
 #   INTEROP_SUITES=celery run.sh   run only some suites (default: pika celery
-#                                  amqpstorm aiormq aio_pika node)
+#                                  amqpstorm aiormq aio_pika node definitions)
+#   RABBITMQ_HTTP_URL=http://guest:guest@host:15672 RABBITMQ_AMQP_URL=amqp://...
+#                                  the RabbitMQ the definitions suite exchanges
+#                                  definitions with (skipped without them)
 #
 # Installs pinned client libraries into interop/.venv on first run (and again
 # whenever requirements.txt changes), and the node suite's (amqplib) into
@@ -69,9 +72,9 @@ node_modules() {
 # Extra arguments go to every pytest suite; a suite in which they select
 # no test (pytest exit 5) does not count as a failure unless none ran. They
 # mean nothing to the node suite, which then does not run.
-SUITES="${INTEROP_SUITES:-pika celery amqpstorm aiormq aio_pika node}"
+SUITES="${INTEROP_SUITES:-pika celery amqpstorm aiormq aio_pika node definitions}"
 # Seconds, per suite (each takes well under half of its bound).
-declare -A BOUND=([pika]=300 [celery]=240 [amqpstorm]=120 [aiormq]=120 [aio_pika]=180 [node]=180)
+declare -A BOUND=([pika]=300 [celery]=240 [amqpstorm]=120 [aiormq]=120 [aio_pika]=180 [node]=180 [definitions]=120)
 status=0
 ran_any=0
 for suite in $SUITES; do

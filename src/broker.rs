@@ -23,8 +23,10 @@ use crate::alarm::Alarms;
 use crate::amqp_err;
 use crate::client::handle::{ConnEvent, ConnectionHandle, shutdown_error};
 use crate::config::Config;
+use crate::policy::{Policy, PolicyError, PolicyKind};
 use crate::protocol::{AmqpError, AmqpResult, ReplyCode};
 use crate::stats::{RateTable, Totals};
+use crate::store::access::{AccessChange, PolicyRecord};
 use crate::store::{Store, StoreError};
 use crate::timer::{TimerEvents, Timers};
 use crate::vhost::VHost;
@@ -115,6 +117,22 @@ impl Broker {
                 Some(timers.clone()),
             );
             vhosts.insert(info.name, vhost);
+        }
+        // Policies before the queues and exchanges they apply to.
+        for record in store.load_policies()? {
+            let parsed = PolicyKind::from_component(&record.component)
+                .ok_or_else(|| {
+                    PolicyError::Invalid(format!("unknown component '{}'", record.component))
+                })
+                .and_then(|kind| Policy::parse(kind, &record.vhost, &record.name, &record.body));
+            match (parsed, vhosts.get(&record.vhost)) {
+                (Ok(policy), Some(vhost)) => vhost.put_policy(policy),
+                (Err(e), _) => warn!("skipping stored policy '{}': {e}", record.name),
+                (_, None) => warn!(
+                    "skipping policy '{}' of unknown vhost '{}'",
+                    record.name, record.vhost
+                ),
+            }
         }
         for record in &topology.exchanges {
             match vhosts.get(&record.vhost) {
@@ -227,6 +245,18 @@ impl Broker {
             return Ok(());
         };
         info!("deleting vhost '{name}'");
+        let policies: Vec<AccessChange> = [PolicyKind::Policy, PolicyKind::Operator]
+            .into_iter()
+            .flat_map(|kind| vhost.policies(kind))
+            .map(|p| AccessChange::DeletePolicy {
+                component: p.kind.component().to_string(),
+                vhost: name.to_string(),
+                name: p.name.clone(),
+            })
+            .collect();
+        if !policies.is_empty() {
+            self.store.apply_access(&policies)?;
+        }
         for queue in vhost.queues() {
             crate::queue::Republish::expire_queue(vhost.as_ref(), &queue);
         }
@@ -245,6 +275,85 @@ impl Broker {
         );
         self.totals.forget_vhost(name);
         Ok(())
+    }
+
+    /// Set (create or replace) a policy or operator policy from its body as
+    /// RabbitMQ's management API takes it (`pattern`, `definition`,
+    /// optional `priority` and `apply-to`). It is stored, then applied at
+    /// once to the vhost's queues and exchanges. Blocks on the store.
+    pub fn set_policy(
+        &self,
+        kind: PolicyKind,
+        vhost: &str,
+        name: &str,
+        body: &serde_json::Value,
+    ) -> Result<(), PolicyError> {
+        let policy = Policy::parse(kind, vhost, name, body)?;
+        let _changing = self.vhost_changes.lock();
+        let Some(target) = self.vhost(vhost) else {
+            return Err(PolicyError::NoSuchVHost(vhost.to_string()));
+        };
+        self.store
+            .apply_access(&[AccessChange::PutPolicy(PolicyRecord {
+                component: kind.component().to_string(),
+                vhost: vhost.to_string(),
+                name: name.to_string(),
+                body: policy.body(),
+            })])
+            .map_err(|e| PolicyError::Store(e.to_string()))?;
+        target.put_policy(policy);
+        info!("set {} '{name}' in vhost '{vhost}'", kind.component());
+        Ok(())
+    }
+
+    /// Remove a policy or operator policy; its queues and exchanges lose
+    /// what it set at once.
+    pub fn clear_policy(
+        &self,
+        kind: PolicyKind,
+        vhost: &str,
+        name: &str,
+    ) -> Result<(), PolicyError> {
+        let _changing = self.vhost_changes.lock();
+        let Some(target) = self.vhost(vhost) else {
+            return Err(PolicyError::NoSuchVHost(vhost.to_string()));
+        };
+        if !target.policies(kind).iter().any(|p| p.name == name) {
+            return Err(PolicyError::NotFound {
+                kind,
+                vhost: vhost.to_string(),
+                name: name.to_string(),
+            });
+        }
+        self.store
+            .apply_access(&[AccessChange::DeletePolicy {
+                component: kind.component().to_string(),
+                vhost: vhost.to_string(),
+                name: name.to_string(),
+            }])
+            .map_err(|e| PolicyError::Store(e.to_string()))?;
+        target.remove_policy(kind, name);
+        info!("cleared {} '{name}' in vhost '{vhost}'", kind.component());
+        Ok(())
+    }
+
+    /// The policies (or operator policies) of one vhost or of all, by
+    /// vhost and then name.
+    pub fn policies(&self, kind: PolicyKind, vhost: Option<&str>) -> Vec<Arc<Policy>> {
+        let mut all: Vec<Arc<Policy>> = match vhost {
+            Some(name) => self
+                .vhost(name)
+                .map(|v| v.policies(kind))
+                .unwrap_or_default(),
+            None => self
+                .vhosts
+                .read()
+                .values()
+                .flat_map(|v| v.policies(kind))
+                .collect(),
+        };
+        all.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+        all
     }
 
     /// Delete a user with its permissions; its connections close with 320

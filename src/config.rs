@@ -140,6 +140,31 @@ pub struct Config {
     /// Free disk space below which publishers are blocked, as a size (50MB).
     #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value = "50MB", value_parser = size_arg)]
     pub disk_free_limit: String,
+
+    /// A definitions file in RabbitMQ's JSON format (users, vhosts,
+    /// permissions, policies, queues, exchanges, bindings), imported at
+    /// every start (RabbitMQ's load_definitions). The broker does not start
+    /// if the file is invalid.
+    #[arg(long, env = "WARREN_DEFINITIONS")]
+    pub definitions: Option<PathBuf>,
+
+    /// A configuration file: TOML with any of these flags as keys
+    /// (`data-dir = "/var/lib/warren"`) plus `[[users]]`, `[[vhosts]]` and
+    /// `[[permissions]]`; or, for a name ending in `.conf`, RabbitMQ's
+    /// rabbitmq.conf keys (default_user, listeners.tcp.default,
+    /// load_definitions, …). Flags and environment variables win over it.
+    #[arg(long, env = "WARREN_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Users, vhosts and permissions from the configuration file, as a
+    /// definitions document imported at every start.
+    #[arg(skip)]
+    pub config_definitions: Option<serde_json::Value>,
+
+    /// Settings of the configuration file that have no effect in Warren
+    /// (logged at start).
+    #[arg(skip)]
+    pub config_warnings: Vec<String>,
 }
 
 /// How log lines are written.
@@ -186,8 +211,21 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let matches = Config::command().try_get_matches_from(args)?;
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let mut matches = Config::command().try_get_matches_from(args.clone())?;
+        let file = match matches.get_one::<PathBuf>("config").cloned() {
+            Some(path) => {
+                let (with_file, settings) = Self::with_config_file(&path, &args, &matches)?;
+                matches = with_file;
+                Some(settings)
+            }
+            None => None,
+        };
         let mut config = Config::from_arg_matches(&matches)?;
+        if let Some(settings) = file {
+            config.config_definitions = settings.definitions;
+            config.config_warnings = settings.warnings;
+        }
         for (id, variable) in RABBITMQ_ALIASES {
             if matches.value_source(id) != Some(ValueSource::DefaultValue) {
                 continue;
@@ -201,6 +239,43 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// Parse again with the configuration file's values for the flags that
+    /// neither the command line nor the environment set.
+    fn with_config_file(
+        path: &std::path::Path,
+        args: &[std::ffi::OsString],
+        matches: &clap::ArgMatches,
+    ) -> Result<(clap::ArgMatches, crate::config_file::FileSettings), clap::Error> {
+        let command = Config::command();
+        let longs: Vec<String> = command
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect();
+        let settings = crate::config_file::load(path, &longs)
+            .map_err(|why| Config::command().error(clap::error::ErrorKind::InvalidValue, why))?;
+        let mut injected: Vec<std::ffi::OsString> = args.iter().take(1).cloned().collect();
+        for (long, value) in &settings.flags {
+            let Some(arg) = command.get_arguments().find(|a| a.get_long() == Some(long)) else {
+                continue;
+            };
+            let source = matches.value_source(arg.get_id().as_str());
+            if matches!(
+                source,
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            ) {
+                continue;
+            }
+            if arg.get_action().takes_values() {
+                injected.push(format!("--{long}={value}").into());
+            } else if value == "true" {
+                injected.push(format!("--{long}").into());
+            }
+        }
+        injected.extend(args.iter().skip(1).cloned());
+        let matches = Config::command().try_get_matches_from(injected)?;
+        Ok((matches, settings))
     }
 
     /// The users allowed to connect only from loopback addresses.

@@ -17,6 +17,8 @@
 //!   `Republish` (its virtual host: dead letters, expiry).
 //! - [`http`]: the management HTTP API (RabbitMQ's) and the web UI.
 //! - [`stats`]: message counters and rates for the management API.
+//! - [`policy`]: policies and operator policies: which applies, effective arguments.
+//! - [`definitions`]: RabbitMQ's definitions JSON: export, checked import.
 //! - [`access`]: users, password hashes, SASL, permissions, limits: who may do what.
 //! - [`store`]: durable state in sled, group commit of confirms.
 //! - [`stream`]: stream queues' append-only segment log: append, flush, readers, retention.
@@ -26,7 +28,7 @@
 //! - [`timer`]: deadlines: message and queue expiry, delayed messages.
 //! - [`alarm`]: memory and disk alarms that block publishers.
 //! - [`protocol`]: the wire: frames, methods, properties, field tables, reply codes.
-//! - [`config`]: flags and environment variables.
+//! - [`config`]: flags and environment variables; [`config_file`]: `--config` (TOML or rabbitmq.conf).
 //! - [`logging`]: log output (text or JSON) that never takes the broker down.
 //! - [`util`]: small helpers with no better home.
 
@@ -36,11 +38,14 @@ pub mod broker;
 pub mod channel;
 pub mod client;
 pub mod config;
+pub mod config_file;
 pub mod connection;
+pub mod definitions;
 pub mod exchange;
 pub mod http;
 pub mod logging;
 pub mod message;
+pub mod policy;
 pub mod protocol;
 pub mod queue;
 pub mod server;

@@ -40,10 +40,9 @@ impl Server {
         let memory_limit = config.memory_limit(ram).map_err(invalid)?;
         let disk_limit = config.disk_limit().map_err(invalid)?;
         // Recovery reads the store: off the async workers.
-        let broker = tokio::task::spawn_blocking(move || Broker::open(config))
+        let broker = tokio::task::spawn_blocking(move || open_broker(config))
             .await
-            .map_err(io::Error::other)?
-            .map_err(io::Error::other)?;
+            .map_err(io::Error::other)??;
         let broker = Arc::new(broker);
         let listener = TcpListener::bind(broker.config.listen).await?;
         let local_addr = listener.local_addr()?;
@@ -178,4 +177,36 @@ async fn accept_loop(
     if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
         connections.abort_all();
     }
+}
+
+/// Open the broker, then import the definitions file it is configured
+/// with, if any (at every start, as RabbitMQ's `load_definitions`).
+fn open_broker(config: Config) -> io::Result<Broker> {
+    for warning in &config.config_warnings {
+        warn!("{warning}");
+    }
+    let broker = Broker::open(config).map_err(io::Error::other)?;
+    if let Some(definitions) = &broker.config.config_definitions {
+        crate::definitions::import(&broker, definitions).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("users and vhosts of the configuration file: {e}"),
+            )
+        })?;
+    }
+    if let Some(path) = broker.config.definitions.clone() {
+        let imported = crate::definitions::load_file(&broker, &path)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        info!(
+            "imported definitions from {}: {} users, {} vhosts, {} policies, {} queues, {} exchanges, {} bindings",
+            path.display(),
+            imported.users,
+            imported.vhosts,
+            imported.policies,
+            imported.queues,
+            imported.exchanges,
+            imported.bindings
+        );
+    }
+    Ok(broker)
 }

@@ -16,6 +16,7 @@ use crate::amqp_err;
 use crate::exchange::delayed::{self, Delayer};
 use crate::exchange::{Binding, Destination, Exchange, ExchangeKind};
 use crate::message::Message;
+use crate::policy::{Policy, PolicyKind, PolicySet};
 use crate::protocol::table::{describe_value, equivalent, lookup, value_text};
 use crate::protocol::{AmqpResult, Properties};
 use crate::queue::storage::QueueStorage;
@@ -207,6 +208,8 @@ pub struct VHost {
     timers: Option<Timers>,
     /// Direct reply-to consumers by the suffix of their reply address.
     replies: Mutex<HashMap<String, ReplyConsumer>>,
+    /// Policies and operator policies. Lock order: topology, then this.
+    policies: RwLock<PolicySet>,
     me: Weak<VHost>,
 }
 
@@ -234,6 +237,7 @@ impl VHost {
             max_in_memory,
             timers,
             replies: Mutex::new(HashMap::new()),
+            policies: RwLock::new(PolicySet::default()),
             me: me.clone(),
         })
     }
@@ -397,6 +401,7 @@ impl VHost {
         if delayed {
             exchange = exchange.with_delayer(self.delayer(&name, spec.durable));
         }
+        exchange.set_policy(self.policies.read().for_exchange(&name));
         if let (Some(store), true) = (&self.store, exchange.durable) {
             store.put_exchange(&self.exchange_record(&exchange));
         }
@@ -581,6 +586,9 @@ impl VHost {
             return self.declare_queue(spec, connection, guard);
         }
         let name: Arc<str> = Arc::from(spec.name.as_str());
+        // Read under the topology lock, so a policy change either sees this
+        // queue or is seen by it.
+        let applied = self.policies.read().for_queue(&name, args.queue_type);
         let storage = match &self.store {
             Some(store) => Some(
                 QueueStorage::new(store.clone(), store.next_id(), durable).map_err(|e| {
@@ -605,6 +613,7 @@ impl VHost {
             max_in_memory: self.max_in_memory,
             republish: self.me.clone(),
             timers: self.timers.clone(),
+            applied,
         });
         if let (Some(store), Some(id), true) = (&self.store, queue.storage_id(), durable) {
             store.put_queue(&QueueRecord {
@@ -800,6 +809,7 @@ impl VHost {
             delayer.recover();
             exchange = exchange.with_delayer(delayer);
         }
+        exchange.set_policy(self.policies.read().for_exchange(&name));
         self.topology.write().exchanges.insert(name, exchange);
     }
 
@@ -814,6 +824,7 @@ impl VHost {
         let description = self.queue_desc(&record.name);
         // Stored arguments were valid when declared; read them leniently.
         let args = QueueArgs::parse(&record.arguments, &description).unwrap_or_default();
+        let applied = self.policies.read().for_queue(&name, args.queue_type);
         let queue = Queue::new(QueueOptions {
             name: name.clone(),
             vhost: self.name.clone(),
@@ -826,6 +837,7 @@ impl VHost {
             max_in_memory: self.max_in_memory,
             republish: self.me.clone(),
             timers: self.timers.clone(),
+            applied,
         });
         self.topology.write().queues.insert(name, queue.clone());
         Ok(queue)
@@ -1020,11 +1032,107 @@ impl VHost {
         }
     }
 
+    // ---- policies --------------------------------------------------------
+
+    /// Add or replace a policy and apply the policies again to every queue
+    /// and exchange (the broker stores it first).
+    pub fn put_policy(&self, policy: Policy) {
+        self.policies.write().put(policy);
+        self.apply_policies();
+    }
+
+    /// Remove a policy; returns whether there was one by that name.
+    pub fn remove_policy(&self, kind: PolicyKind, name: &str) -> bool {
+        let removed = self.policies.write().remove(kind, name);
+        if removed {
+            self.apply_policies();
+        }
+        removed
+    }
+
+    /// The policies of `kind`, in precedence order.
+    pub fn policies(&self, kind: PolicyKind) -> Vec<Arc<Policy>> {
+        self.policies.read().list(kind).to_vec()
+    }
+
+    /// Recompute which policy applies to each exchange and queue, and
+    /// apply what changed. Runs when a policy changes, never per message.
+    fn apply_policies(&self) {
+        let set = self.policies.read().clone();
+        let queues = {
+            let mut topo = self.topology.write();
+            for exchange in topo.exchanges.values_mut() {
+                if exchange.name.is_empty() {
+                    continue;
+                }
+                let policy = set.for_exchange(&exchange.name);
+                let same = match (&policy, exchange.policy()) {
+                    (None, None) => true,
+                    (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                    _ => false,
+                };
+                if !same {
+                    exchange.set_policy(policy);
+                }
+            }
+            topo.queues.values().cloned().collect::<Vec<_>>()
+        };
+        // Outside the topology lock: applying may dead-letter, which routes.
+        for queue in queues {
+            queue.apply_policies(set.for_queue(&queue.name, queue.args.queue_type));
+        }
+    }
+
+    /// The policy that applies to exchange `name`, if any.
+    pub fn exchange_policy(&self, name: &str) -> Option<Arc<Policy>> {
+        self.topology
+            .read()
+            .exchanges
+            .get(name)
+            .and_then(|x| x.policy().cloned())
+    }
+
     // ---- listing ---------------------------------------------------------
 
     /// Every queue (for shutdown, listing and definitions).
     pub fn queues(&self) -> Vec<Arc<Queue>> {
         self.topology.read().queues.values().cloned().collect()
+    }
+
+    /// Every exchange but the default one, with whether it is durable (for
+    /// definitions and listing), by name.
+    pub fn exchanges(&self) -> Vec<(ExchangeRecord, bool)> {
+        let topo = self.topology.read();
+        let mut all: Vec<(ExchangeRecord, bool)> = topo
+            .exchanges
+            .values()
+            .filter(|x| !x.name.is_empty())
+            .map(|x| (self.exchange_record(x), x.durable))
+            .collect();
+        all.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        all
+    }
+
+    /// Every binding (the default exchange's implicit ones aside).
+    pub fn bindings(&self) -> Vec<BindingRecord> {
+        let topo = self.topology.read();
+        let mut names: Vec<&Arc<str>> = topo.exchanges.keys().collect();
+        names.sort();
+        names
+            .into_iter()
+            .filter_map(|name| topo.exchanges.get(name))
+            .flat_map(|x| x.bindings().iter().map(|b| self.binding_record(&x.name, b)))
+            .collect()
+    }
+
+    /// Whether an exchange named `name` exists.
+    pub fn has_exchange(&self, name: &str) -> bool {
+        self.topology.read().exchanges.contains_key(name)
+    }
+
+    /// Whether a queue named `name` exists.
+    pub fn has_queue(&self, name: &str) -> bool {
+        self.topology.read().queues.contains_key(name)
     }
 
     /// Whether `name` is a topic exchange (whose binding keys topic
@@ -1039,7 +1147,7 @@ impl VHost {
 
     /// Every exchange as the management API lists it, the default
     /// exchange (named "") first.
-    pub fn exchanges(&self) -> Vec<ExchangeInfo> {
+    pub fn exchange_infos(&self) -> Vec<ExchangeInfo> {
         let topo = self.topology.read();
         let mut list = Vec::with_capacity(topo.exchanges.len() + 1);
         list.push(ExchangeInfo {
@@ -1069,7 +1177,7 @@ impl VHost {
 
     /// Every binding, the default exchange's implicit ones (one per queue)
     /// included, as RabbitMQ lists them.
-    pub fn bindings(&self) -> Vec<BindingInfo> {
+    pub fn binding_infos(&self) -> Vec<BindingInfo> {
         let topo = self.topology.read();
         let mut list = Vec::new();
         for name in topo.queues.keys() {

@@ -112,8 +112,11 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
-    /// The `alternate-exchange` argument: where unroutable messages go.
+    /// Where unroutable messages go: the `alternate-exchange` argument,
+    /// else the policy's.
     alternate: Option<String>,
+    /// The policy that applies.
+    policy: Option<Arc<crate::policy::Policy>>,
     /// Set for an `x-delayed-message` exchange (`kind` is then its `x-delayed-type`).
     delayer: Option<Arc<delayed::Delayer>>,
     bindings: Vec<Binding>,
@@ -150,6 +153,7 @@ impl Exchange {
             internal,
             arguments,
             alternate,
+            policy: None,
             delayer: None,
             bindings: Vec::new(),
             router,
@@ -174,6 +178,23 @@ impl Exchange {
             Some(_) => "x-delayed-message",
             None => self.kind.as_str(),
         }
+    }
+
+    /// Apply a (changed) policy: its `alternate-exchange` counts when the
+    /// declaration names none.
+    pub fn set_policy(&mut self, policy: Option<Arc<crate::policy::Policy>>) {
+        let declared = self
+            .arguments
+            .inner()
+            .get("alternate-exchange")
+            .and_then(crate::protocol::table::as_text);
+        self.alternate = crate::policy::effective_alternate(declared.as_deref(), policy.as_deref());
+        self.policy = policy;
+    }
+
+    /// The policy that applies, if any.
+    pub fn policy(&self) -> Option<&Arc<crate::policy::Policy>> {
+        self.policy.as_ref()
     }
 
     /// The exchange that receives what this one cannot route.

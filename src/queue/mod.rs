@@ -31,6 +31,7 @@ use parking_lot::Mutex;
 
 use crate::amqp_err;
 use crate::message::{Message, QueuedMessage, SharedMessage};
+use crate::policy::{Applied, effective_queue_args};
 use crate::protocol::{AmqpResult, Properties};
 use crate::stats::QueueCounters;
 use crate::store::StoreError;
@@ -61,6 +62,8 @@ pub struct Queue {
     /// The connection that declared an exclusive queue.
     pub exclusive_owner: Option<u64>,
     pub arguments: FieldTable,
+    /// The arguments as declared. What policies may change (TTLs, limits,
+    /// dead-lettering) is read from the effective copy in the state.
     pub args: QueueArgs,
     storage: Option<Arc<QueueStorage>>,
     /// Ready messages kept in memory (per priority) before new ones go to disk only.
@@ -75,6 +78,11 @@ pub struct Queue {
 
 #[derive(Debug, Default)]
 struct QueueState {
+    /// The declared arguments with the policies applied; replaced when a
+    /// policy changes, read under the lock the publish path takes anyway.
+    args: QueueArgs,
+    /// The policy and operator policy that apply.
+    applied: Applied,
     ready: ReadyQueue,
     next_seq: u64,
     /// In registration order (single active consumer serves the first).
@@ -150,11 +158,18 @@ pub struct QueueOptions {
     /// The virtual host (or a test's stand-in) the queue lives in.
     pub republish: Weak<dyn Republish>,
     pub timers: Option<Timers>,
+    /// The policies that apply at creation.
+    pub applied: Applied,
 }
 
 impl Queue {
     pub fn new(options: QueueOptions) -> Arc<Queue> {
         let ready = ReadyQueue::new(options.args.max_priority);
+        let args = effective_queue_args(
+            &options.args,
+            overflow_declared(&options.arguments),
+            &options.applied,
+        );
         let queue = Arc::new_cyclic(|me| Queue {
             name: options.name,
             vhost: options.vhost,
@@ -169,14 +184,18 @@ impl Queue {
             timers: options.timers,
             me: me.clone(),
             state: Mutex::new(QueueState {
+                args,
+                applied: options.applied,
                 ready,
                 last_used: now_millis(),
                 ..QueueState::default()
             }),
         });
-        if let Some(expires) = queue.args.expires {
+        {
             let mut st = queue.state.lock();
-            queue.arm(&mut st, now_millis() + expires);
+            if let Some(expires) = st.args.expires {
+                queue.arm(&mut st, now_millis() + expires);
+            }
         }
         queue
     }
@@ -276,20 +295,20 @@ impl Queue {
 
     /// Whether a new message of `body_len` bytes would exceed a length limit.
     fn would_overflow(&self, st: &QueueState, body_len: usize) -> bool {
-        self.args
+        st.args
             .max_length
             .is_some_and(|max| st.ready.len() as u64 + 1 > max)
-            || self
+            || st
                 .args
                 .max_length_bytes
                 .is_some_and(|max| (st.ready.body_bytes() + body_len) as u64 > max)
     }
 
     fn over_limit(&self, st: &QueueState) -> bool {
-        self.args
+        st.args
             .max_length
             .is_some_and(|max| st.ready.len() as u64 > max)
-            || self
+            || st
                 .args
                 .max_length_bytes
                 .is_some_and(|max| st.ready.body_bytes() as u64 > max)
@@ -318,9 +337,8 @@ impl Queue {
         if st.deleted {
             return not_needed;
         }
-        if self.args.overflow != Overflow::DropHead && self.would_overflow(&st, message.body.len())
-        {
-            if self.args.overflow == Overflow::RejectPublishDlx {
+        if st.args.overflow != Overflow::DropHead && self.would_overflow(&st, message.body.len()) {
+            if st.args.overflow == Overflow::RejectPublishDlx {
                 dead.push((message, Reason::Maxlen));
             }
             return Published {
@@ -332,7 +350,7 @@ impl Queue {
         st.next_seq += 1;
         st.counters.publish += 1;
         // The shorter of the queue's TTL and the message's own.
-        let ttl = match (self.args.message_ttl, message.expiration) {
+        let ttl = match (st.args.message_ttl, message.expiration) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
@@ -363,10 +381,12 @@ impl Queue {
                 self.drain_locked(&mut st, dead);
                 st.immediate = None;
                 if let Some(undelivered) = st.ready.pop_back_if(seq, priority) {
-                    self.leave(vec![undelivered], Reason::Expired, dead);
+                    let dlx = st.args.dead_letter_exchange.is_some();
+                    self.leave(vec![undelivered], Reason::Expired, dlx, dead);
                 }
             } else {
-                self.leave(vec![queued], Reason::Expired, dead);
+                let dlx = st.args.dead_letter_exchange.is_some();
+                self.leave(vec![queued], Reason::Expired, dlx, dead);
             }
         } else {
             st.ready
@@ -385,14 +405,20 @@ impl Queue {
 
     /// Messages leaving the queue without being consumed: their disk copies
     /// go, and they are dead-lettered (after the lock) if the queue says so.
-    fn leave(&self, messages: Vec<QueuedMessage>, reason: Reason, dead: &mut DeadLetters) {
+    fn leave(
+        &self,
+        messages: Vec<QueuedMessage>,
+        reason: Reason,
+        dlx: bool,
+        dead: &mut DeadLetters,
+    ) {
         if messages.is_empty() {
             return;
         }
         if let Some(storage) = &self.storage {
             storage.remove(&messages);
         }
-        if self.args.dead_letter_exchange.is_some() {
+        if dlx {
             dead.extend(messages.into_iter().map(|m| (m.message, reason)));
         }
     }
@@ -400,7 +426,7 @@ impl Queue {
     /// `x-overflow` = drop-head: drop (or dead-letter) the oldest messages
     /// until the queue is within its limits.
     fn drop_head_over_limit(&self, st: &mut QueueState, dead: &mut DeadLetters) {
-        if self.args.overflow != Overflow::DropHead {
+        if st.args.overflow != Overflow::DropHead {
             return;
         }
         let mut dropped = Vec::new();
@@ -411,7 +437,8 @@ impl Queue {
                 None => break,
             }
         }
-        self.leave(dropped, Reason::Maxlen, dead);
+        let dlx = st.args.dead_letter_exchange.is_some();
+        self.leave(dropped, Reason::Maxlen, dlx, dead);
     }
 
     /// Drop expired messages: from the head of the queue, or anywhere when
@@ -421,14 +448,20 @@ impl Queue {
             ready,
             names,
             mixed_ttl,
+            args,
             ..
         } = &mut *st;
-        if self.args.message_ttl.is_none() && !*mixed_ttl {
+        if args.message_ttl.is_none() && !*mixed_ttl {
             return None;
         }
         let (expired, next) =
             ready.take_expired(now_millis(), *mixed_ttl, self.storage.as_deref(), names);
-        self.leave(expired, Reason::Expired, dead);
+        self.leave(
+            expired,
+            Reason::Expired,
+            args.dead_letter_exchange.is_some(),
+            dead,
+        );
         next
     }
 
@@ -547,7 +580,8 @@ impl Queue {
                 *rotation = index + 1;
             }
         }
-        self.leave(expired, Reason::Expired, dead);
+        let dlx = st.args.dead_letter_exchange.is_some();
+        self.leave(expired, Reason::Expired, dlx, dead);
         if !settled.is_empty()
             && let Some(storage) = &self.storage
         {
@@ -681,7 +715,10 @@ impl Queue {
             st.unacked = st.unacked.saturating_sub(messages.len());
             st.unacked_bytes = st.unacked_bytes.saturating_sub(body_bytes(&messages));
             match reason {
-                Some(reason) => self.leave(messages, reason, &mut dead),
+                Some(reason) => {
+                    let dlx = st.args.dead_letter_exchange.is_some();
+                    self.leave(messages, reason, dlx, &mut dead)
+                }
                 None => {
                     st.counters.ack += messages.len() as u64;
                     if let Some(storage) = &self.storage {
@@ -716,7 +753,7 @@ impl Queue {
                 message.redelivered = true;
                 if self.args.is_quorum() {
                     message.delivery_count += 1;
-                    if self
+                    if st
                         .args
                         .delivery_limit
                         .is_some_and(|limit| message.delivery_count as u64 > limit)
@@ -727,7 +764,8 @@ impl Queue {
                 }
                 st.ready.insert_in_order(message);
             }
-            self.leave(over_limit, Reason::DeliveryLimit, &mut dead);
+            let dlx = st.args.dead_letter_exchange.is_some();
+            self.leave(over_limit, Reason::DeliveryLimit, dlx, &mut dead);
             self.drop_head_over_limit(&mut st, &mut dead);
             self.drain_locked(&mut st, &mut dead);
             if let Some(next) = st.ready.next_expiry(st.mixed_ttl) {
@@ -784,12 +822,19 @@ impl Queue {
         if dead.is_empty() {
             return;
         }
-        let (Some(dlx), Some(vhost)) = (&self.args.dead_letter_exchange, self.republish.upgrade())
-        else {
+        // The arguments may have changed since the messages left: take them now.
+        let (dlx, routing_key) = {
+            let st = self.state.lock();
+            (
+                st.args.dead_letter_exchange.clone(),
+                st.args.dead_letter_routing_key.clone(),
+            )
+        };
+        let (Some(dlx), Some(vhost)) = (dlx, self.republish.upgrade()) else {
             return;
         };
         let dlx: Arc<str> = Arc::from(dlx.as_str());
-        let routing_key = self.args.dead_letter_routing_key.as_deref();
+        let routing_key = routing_key.as_deref();
         let now = now_millis() / 1000;
         let mut targets = Vec::new();
         for (message, reason) in dead {
@@ -811,6 +856,48 @@ impl Queue {
         }
     }
 
+    /// The policy and operator policy that apply, and the effective
+    /// arguments they make.
+    pub fn policies(&self) -> (Applied, QueueArgs) {
+        let st = self.state.lock();
+        (st.applied.clone(), st.args.clone())
+    }
+
+    /// Apply changed policies at once, as RabbitMQ does: the new limits
+    /// drop (or dead-letter) what is over them, a new message TTL expires
+    /// what is due, and a new `expires` restarts the idle timer. Messages
+    /// already queued keep the expiry they were given when published.
+    pub fn apply_policies(self: &Arc<Self>, applied: Applied) {
+        let mut dead = Vec::new();
+        {
+            let mut st = self.state.lock();
+            if st.deleted || st.applied.same(&applied) {
+                return;
+            }
+            let args =
+                effective_queue_args(&self.args, overflow_declared(&self.arguments), &applied);
+            // Messages published under an earlier TTL keep their expiry; a
+            // full sweep finds them wherever they are.
+            if st.args.message_ttl.is_some() && st.args.message_ttl != args.message_ttl {
+                st.mixed_ttl = true;
+            }
+            let expires_changed = st.args.expires != args.expires;
+            st.args = args;
+            st.applied = applied;
+            if expires_changed && let Some(expires) = st.args.expires {
+                st.last_used = now_millis();
+                st.armed = None;
+                self.arm(&mut st, now_millis() + expires);
+            }
+            if let Some(next) = self.expire(&mut st, &mut dead) {
+                self.arm(&mut st, next);
+            }
+            self.drop_head_over_limit(&mut st, &mut dead);
+            self.drain_locked(&mut st, &mut dead);
+        }
+        self.dead_letter(dead);
+    }
+
     /// Read the queue's stored messages back at start.
     pub fn recover(
         &self,
@@ -822,6 +909,7 @@ impl Queue {
         let mut st = self.state.lock();
         let mut last_seq = None;
         let mut mixed = false;
+        let ttl = st.args.message_ttl;
         let stats = storage.recover(shared, self.max_in_memory, |entry| match entry {
             RecoveredEntry::Loaded(message) => {
                 last_seq = Some(message.seq);
@@ -830,7 +918,7 @@ impl Queue {
             }
             RecoveredEntry::Paged(paged, priority) => {
                 last_seq = Some(paged.seq);
-                mixed |= paged.expires_at.is_some() && self.args.message_ttl.is_none();
+                mixed |= paged.expires_at.is_some() && ttl.is_none();
                 st.ready.push_paged(paged, priority);
             }
         })?;
@@ -858,7 +946,7 @@ impl Timed for Queue {
                 next = next.map(|at| at.max(now + MIXED_TTL_SWEEP_MS));
             }
             let mut expire_queue = false;
-            if let Some(expires) = self.args.expires {
+            if let Some(expires) = st.args.expires {
                 let idle_until = st.last_used + expires;
                 if st.consumers.is_empty() && now >= idle_until {
                     expire_queue = true;
@@ -890,6 +978,12 @@ impl Timed for Queue {
 /// The body bytes of `messages`.
 fn body_bytes(messages: &[QueuedMessage]) -> usize {
     messages.iter().map(|m| m.message.body.len()).sum()
+}
+
+/// Whether the declaration set `x-overflow` (which then wins over a
+/// policy's for classic queues).
+fn overflow_declared(arguments: &FieldTable) -> bool {
+    arguments.inner().contains_key("x-overflow")
 }
 
 /// The message's properties with its `x-delivery-count` header set (quorum

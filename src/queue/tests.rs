@@ -95,6 +95,7 @@ fn queue(name: &str, arguments: FieldTable, home: Weak<dyn Republish>) -> Arc<Qu
         max_in_memory: 100,
         republish: home,
         timers: None,
+        applied: Default::default(),
     })
 }
 

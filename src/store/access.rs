@@ -54,7 +54,20 @@ pub struct TopicPermissionRecord {
     pub read: String,
 }
 
-/// Everything the access tree holds.
+/// A policy or operator policy as stored: RabbitMQ's parameter body
+/// (`pattern`, `apply-to`, `priority`, `definition`), validated again when
+/// read back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PolicyRecord {
+    /// `policy` or `operator_policy`.
+    pub component: String,
+    pub vhost: String,
+    pub name: String,
+    pub body: serde_json::Value,
+}
+
+/// Everything the access tree holds (policies are read separately, by
+/// [`Store::load_policies`]).
 #[derive(Debug, Default)]
 pub struct AccessRecords {
     pub users: Vec<UserRecord>,
@@ -89,12 +102,19 @@ pub enum AccessChange {
         user: String,
         exchange: String,
     },
+    PutPolicy(PolicyRecord),
+    DeletePolicy {
+        component: String,
+        vhost: String,
+        name: String,
+    },
 }
 
 const USER: u8 = b'u';
 const VHOST: u8 = b'v';
 const PERMISSION: u8 = b'p';
 const TOPIC_PERMISSION: u8 = b't';
+const POLICY: u8 = b'P';
 
 /// A key: the record kind, then each name with its length in front (names
 /// may hold any byte, NUL included).
@@ -124,6 +144,12 @@ impl AccessChange {
                 user,
                 exchange,
             } => key(TOPIC_PERMISSION, &[vhost, user, exchange]),
+            AccessChange::PutPolicy(r) => key(POLICY, &[&r.vhost, &r.component, &r.name]),
+            AccessChange::DeletePolicy {
+                component,
+                vhost,
+                name,
+            } => key(POLICY, &[vhost, component, name]),
         }
     }
 
@@ -134,6 +160,7 @@ impl AccessChange {
             AccessChange::PutVHost(r) => Some(serde_json::to_vec(r)),
             AccessChange::PutPermission(r) => Some(serde_json::to_vec(r)),
             AccessChange::PutTopicPermission(r) => Some(serde_json::to_vec(r)),
+            AccessChange::PutPolicy(r) => Some(serde_json::to_vec(r)),
             _ => None,
         }
     }
@@ -159,10 +186,22 @@ impl Store {
                 Some(&TOPIC_PERMISSION) => records
                     .topic_permissions
                     .push(serde_json::from_slice(&value).map_err(corrupt)?),
+                Some(&POLICY) => {}
                 _ => return Err(self.corrupt("access", &key, "unknown record kind")),
             }
         }
         Ok(records)
+    }
+
+    /// Read the stored policies and operator policies back.
+    pub fn load_policies(&self) -> Result<Vec<PolicyRecord>, StoreError> {
+        let mut policies = Vec::new();
+        for item in self.access.scan_prefix([POLICY]) {
+            let (key, value) = item.map_err(|e| self.sled_error(e))?;
+            policies
+                .push(serde_json::from_slice(&value).map_err(|e| self.corrupt("access", &key, e))?);
+        }
+        Ok(policies)
     }
 
     /// Apply `changes` as one batch and flush it to disk. A deleted vhost

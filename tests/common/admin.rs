@@ -16,6 +16,7 @@ use warren::access::{
     Credentials, HashingAlgorithm, UserLimit, UserSpec, VHostLimit, VHostMetadata,
 };
 use warren::broker::Broker;
+use warren::policy::PolicyKind;
 
 /// A way to manage the broker under test. It does not keep an in-process
 /// broker alive (a restart needs the old one gone).
@@ -410,6 +411,86 @@ impl Admin {
                     Some(v) => http.ok("PUT", &path, Some(json!({ "value": v }))),
                     None => http.ok("DELETE", &path, None),
                 };
+            }
+        })
+        .await
+    }
+}
+
+/// The management API's path for policies of `kind`.
+fn policy_path(kind: PolicyKind, vhost: &str, name: &str) -> String {
+    let resource = match kind {
+        PolicyKind::Policy => "policies",
+        PolicyKind::Operator => "operator-policies",
+    };
+    format!("/{resource}/{}/{}", encode(vhost), encode(name))
+}
+
+/// The `reason` of a management API error, as plain text (RabbitMQ
+/// HTML-escapes some of them).
+fn error_reason(body: &str) -> String {
+    let reason = serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v["reason"].as_str().map(str::to_string))
+        .unwrap_or_else(|| body.to_string());
+    reason
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
+
+impl Admin {
+    /// Set a policy (or operator policy) from its management API body;
+    /// the validation error text when refused.
+    pub async fn try_set_policy(
+        &self,
+        kind: PolicyKind,
+        vhost: &str,
+        name: &str,
+        body: Value,
+    ) -> Result<(), String> {
+        let (vhost, name) = (vhost.to_string(), name.to_string());
+        self.run(move |admin| match admin {
+            Admin::Warren(broker) => live(broker)
+                .set_policy(kind, &vhost, &name, &body)
+                .map_err(|e| e.to_string()),
+            Admin::Http(http) => {
+                let (status, text) =
+                    http.request("PUT", &policy_path(kind, &vhost, &name), Some(body));
+                if (200..300).contains(&status) {
+                    Ok(())
+                } else {
+                    Err(error_reason(&text))
+                }
+            }
+        })
+        .await
+    }
+
+    /// Set a policy that must be accepted.
+    pub async fn set_policy(&self, vhost: &str, name: &str, body: Value) {
+        self.try_set_policy(PolicyKind::Policy, vhost, name, body)
+            .await
+            .expect("policy accepted")
+    }
+
+    /// Set an operator policy that must be accepted.
+    pub async fn set_operator_policy(&self, vhost: &str, name: &str, body: Value) {
+        self.try_set_policy(PolicyKind::Operator, vhost, name, body)
+            .await
+            .expect("operator policy accepted")
+    }
+
+    /// Remove a policy (or operator policy) that exists.
+    pub async fn clear_policy(&self, kind: PolicyKind, vhost: &str, name: &str) {
+        let (vhost, name) = (vhost.to_string(), name.to_string());
+        self.run(move |admin| match admin {
+            Admin::Warren(broker) => live(broker)
+                .clear_policy(kind, &vhost, &name)
+                .expect("clear_policy"),
+            Admin::Http(http) => {
+                http.ok("DELETE", &policy_path(kind, &vhost, &name), None);
             }
         })
         .await
