@@ -1268,7 +1268,7 @@ impl VHost {
 
     /// Every exchange as the management API lists it, the default
     /// exchange (named "") first.
-    pub fn exchanges(&self) -> Vec<ExchangeInfo> {
+    pub fn exchange_infos(&self) -> Vec<ExchangeInfo> {
         let topo = self.topology.read();
         let mut list = Vec::with_capacity(topo.exchanges.len() + 1);
         list.push(ExchangeInfo {
@@ -1298,7 +1298,7 @@ impl VHost {
 
     /// Every binding, the default exchange's implicit ones (one per queue)
     /// included, as RabbitMQ lists them.
-    pub fn bindings(&self) -> Vec<BindingInfo> {
+    pub fn binding_infos(&self) -> Vec<BindingInfo> {
         let topo = self.topology.read();
         let mut list = Vec::new();
         for name in topo.queues.keys() {

@@ -216,7 +216,10 @@ async fn queue_declare_publish_get_purge_and_delete() {
         assert_eq!(status, 200);
         assert_eq!(body, json!({"routed": true}));
     }
-    let queue = poll(&http, &path, |q| q["messages"] == 2).await;
+    let queue = poll(&http, &path, |q| {
+        q["messages"] == 2 && q["message_bytes"] == 10
+    })
+    .await;
     assert_eq!(queue["messages_ready"], 2);
     assert_eq!(queue["messages_unacknowledged"], 0);
     assert_eq!(queue["durable"], true);
@@ -843,5 +846,92 @@ async fn the_ui_is_served_at_the_root() {
     .unwrap();
     assert!(index.contains("<html"), "{index}");
     assert!(script.starts_with("text/javascript"), "{script}");
+    broker.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_and_definitions() {
+    let broker = TestBroker::start().await;
+    let http = broker.http();
+    let vhost = unique("hx-defs");
+    let vpath = format!("/vhosts/{}", encode(&vhost));
+    api(&http, "PUT", &vpath, Some(json!({}))).await;
+    let ppath = format!("/policies/{}/hx-policy", encode(&vhost));
+    let policy = json!({"pattern": "^hx", "definition": {"max-length": 5}});
+    let (status, _) = api(&http, "PUT", &ppath, Some(policy.clone())).await;
+    assert_eq!(status, 201);
+    let (status, _) = api(&http, "PUT", &ppath, Some(policy)).await;
+    assert_eq!(status, 204);
+    let (_, p) = api(&http, "GET", &ppath, None).await;
+    assert_eq!(
+        p,
+        json!({"vhost": vhost, "name": "hx-policy", "pattern": "^hx", "apply-to": "all",
+               "definition": {"max-length": 5}, "priority": 0})
+    );
+    let (_, list) = api(&http, "GET", &format!("/policies/{}", encode(&vhost)), None).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (status, body) = api(
+        &http,
+        "PUT",
+        &ppath,
+        Some(json!({"pattern": "^hx", "definition": {"max-length": -1}})),
+    )
+    .await;
+    assert_eq!((status, &body["error"]), (400, &json!("bad_request")));
+    let (status, _) = api(&http, "DELETE", &ppath, None).await;
+    assert_eq!(status, 204);
+    let (status, _) = api(&http, "GET", &ppath, None).await;
+    assert_eq!(status, 404);
+    let queue = unique("hx-imported");
+    let definitions = json!({
+        "queues": [{"name": queue, "durable": true, "auto_delete": false, "arguments": {}}],
+        "exchanges": [], "bindings": [], "policies": [], "parameters": [],
+    });
+    let (status, body) = api(
+        &http,
+        "POST",
+        &format!("/definitions/{}", encode(&vhost)),
+        Some(definitions),
+    )
+    .await;
+    assert!(status == 204 || status == 201, "{status} {body}");
+    let (status, _) = api(
+        &http,
+        "GET",
+        &format!("/queues/{}/{}", encode(&vhost), encode(&queue)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, all) = api(&http, "GET", "/definitions", None).await;
+    assert_eq!(status, 200);
+    for key in [
+        "users",
+        "vhosts",
+        "permissions",
+        "queues",
+        "exchanges",
+        "bindings",
+        "policies",
+    ] {
+        assert!(all[key].is_array(), "{key}");
+    }
+    assert!(
+        all["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|q| q["name"] == queue.as_str() && q["vhost"] == vhost.as_str())
+    );
+    let (status, one) = api(
+        &http,
+        "GET",
+        &format!("/definitions/{}", encode(&vhost)),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(one["queues"][0]["name"], queue.as_str());
+    api(&http, "DELETE", &vpath, None).await;
     broker.stop().await;
 }

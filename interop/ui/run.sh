@@ -9,6 +9,10 @@
 #       from src/http/ui/ and forwarding /api/ to that management API (e.g.
 #       RabbitMQ's), and test through it; this is the default, with
 #       UI_UPSTREAM=http://127.0.0.1:15673 (the reference RabbitMQ)
+#   UI_TARGET=warren interop/ui/run.sh
+#       build and start Warren (target/debug/warren, or WARREN_BIN) on free
+#       loopback ports with a fresh data directory, test the UI it serves on
+#       its management port, its AMQP port for the connection test, and stop it
 #   UI_USER / UI_PASSWORD   credentials (default guest / guest)
 #   UI_AMQP_URL   the same broker's AMQP URL, for the connection test (skipped
 #                 without it; defaults to the reference RabbitMQ's when
@@ -39,13 +43,46 @@ if [[ ! -f "$stamp" ]] || [[ "$(cat "$stamp")" != "$want" ]]; then
 fi
 
 devserver_pid=""
+warren_pid=""
+warren_dir=""
 stop_devserver() {
     if [[ -n "$devserver_pid" ]]; then
         kill "$devserver_pid" 2>/dev/null || true
         wait "$devserver_pid" 2>/dev/null || true
     fi
+    if [[ -n "$warren_pid" ]]; then
+        kill "$warren_pid" 2>/dev/null || true
+        wait "$warren_pid" 2>/dev/null || true
+    fi
+    if [[ -n "$warren_dir" ]]; then
+        rm -rf "$warren_dir"
+    fi
 }
 trap stop_devserver EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+if [[ "${UI_TARGET:-}" == "warren" ]]; then
+    warren_bin="${WARREN_BIN:-$REPO_ROOT/target/debug/warren}"
+    if [[ -z "${WARREN_BIN:-}" ]]; then
+        (cd "$REPO_ROOT" && cargo build --quiet --bin warren)
+    fi
+    amqp_port="$(free_port)"
+    http_port="$(free_port)"
+    warren_dir="$(mktemp -d)"
+    "$warren_bin" --listen "127.0.0.1:$amqp_port" --management-listen "127.0.0.1:$http_port" \
+        --data-dir "$warren_dir/data" --log-level warn >"$warren_dir/warren.log" 2>&1 &
+    warren_pid=$!
+    for _ in $(seq 1 100); do
+        curl -sf -u guest:guest "http://127.0.0.1:$http_port/api/health/checks/alarms" >/dev/null && break
+        sleep 0.1
+    done
+    export UI_BASE_URL="http://127.0.0.1:$http_port/"
+    export UI_AMQP_URL="amqp://guest:guest@127.0.0.1:$amqp_port/%2f"
+    echo "==> ui: Warren on $UI_BASE_URL (AMQP port $amqp_port)"
+fi
 
 if [[ -z "${UI_BASE_URL:-}" ]]; then
     if [[ -z "${UI_UPSTREAM:-}" ]]; then

@@ -51,7 +51,8 @@ fn listing(
 ) -> ApiResult<Vec<Value>> {
     let mut items = Vec::new();
     for vhost in visible_vhosts(state, caller, only)? {
-        let mut bindings: Vec<BindingInfo> = vhost.bindings().into_iter().filter(&keep).collect();
+        let mut bindings: Vec<BindingInfo> =
+            vhost.binding_infos().into_iter().filter(&keep).collect();
         bindings.sort_by(|a, b| {
             (&a.source, &a.destination, &a.routing_key).cmp(&(
                 &b.source,
@@ -181,7 +182,7 @@ pub async fn one(
     let queue = to_queue(&kind)?;
     let v = vhost_of(&state, &caller, &vhost)?;
     let source = exchange_name(&source).to_string();
-    let found = v.bindings().into_iter().find(|b| {
+    let found = v.binding_infos().into_iter().find(|b| {
         *b.source == *source
             && b.to_queue == queue
             && *b.destination == *destination
@@ -269,7 +270,7 @@ pub async fn delete(
     let v = vhost_of(&state, &caller, &vhost)?;
     let source = exchange_name(&source).to_string();
     let found = v
-        .bindings()
+        .binding_infos()
         .into_iter()
         .find(|b| {
             *b.source == *source

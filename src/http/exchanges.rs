@@ -48,7 +48,7 @@ fn exchange_json(vhost: &VHost, x: &ExchangeInfo, rates: &[(&'static str, f64)])
 fn listing(state: &AppState, caller: &Caller, only: Option<&str>) -> ApiResult<Vec<Value>> {
     let mut items = Vec::new();
     for vhost in visible_vhosts(state, caller, only)? {
-        let exchanges = vhost.exchanges();
+        let exchanges = vhost.exchange_infos();
         let keys: Vec<RateKey> = exchanges
             .iter()
             .map(|x| RateKey::Exchange(vhost.name.clone(), x.name.clone()))
@@ -90,7 +90,7 @@ pub async fn one(
     let vhost = vhost_of(&state, &caller, &vhost)?;
     let name = exchange_name(&name);
     let x = vhost
-        .exchanges()
+        .exchange_infos()
         .into_iter()
         .find(|x| &*x.name == name)
         .ok_or_else(ApiError::not_found)?;

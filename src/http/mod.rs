@@ -9,7 +9,8 @@
 //! JSON), `sampler` (message rates), `ui` (the embedded assets); resources:
 //! `overview` (overview, whoami, nodes, health checks), `vhosts`, `users`
 //! (users, permissions, limits), `exchanges`, `queues`, `bindings`,
-//! `connections` (connections, channels, consumers).
+//! `connections` (connections, channels, consumers), `policies` (policies,
+//! operator policies, parameters, definitions).
 
 mod auth;
 mod bindings;
@@ -19,6 +20,7 @@ mod exchanges;
 mod json;
 mod list;
 mod overview;
+mod policies;
 mod queues;
 pub mod sampler;
 mod ui;
@@ -216,6 +218,40 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/bindings/{vhost}/e/{source}/{kind}/{destination}/{props}",
             get(bindings::one).delete(bindings::delete),
+        )
+        .route("/policies", get(policies::policies))
+        .route("/policies/{vhost}", get(policies::policies_in))
+        .route(
+            "/policies/{vhost}/{name}",
+            get(policies::policy)
+                .put(policies::put)
+                .delete(policies::delete),
+        )
+        .route("/operator-policies", get(policies::operator_policies))
+        .route(
+            "/operator-policies/{vhost}",
+            get(policies::operator_policies_in),
+        )
+        .route(
+            "/operator-policies/{vhost}/{name}",
+            get(policies::operator_policy)
+                .put(policies::put_operator)
+                .delete(policies::delete_operator),
+        )
+        .route("/parameters", get(policies::parameters))
+        .route(
+            "/parameters/{component}",
+            get(policies::parameters_of_component),
+        )
+        .route(
+            "/parameters/{component}/{vhost}",
+            get(policies::parameters_in),
+        )
+        .route("/global-parameters", get(policies::global_parameters))
+        .route("/definitions", get(policies::export).post(policies::import))
+        .route(
+            "/definitions/{vhost}",
+            get(policies::export_vhost).post(policies::import_vhost),
         )
         .route("/connections", get(connections::list))
         .route(

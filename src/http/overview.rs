@@ -19,9 +19,12 @@ use crate::vhost::QueueSpec;
 /// The RabbitMQ version whose management API Warren follows.
 pub const RABBITMQ_VERSION: &str = "3.10.8";
 
-/// This node's name, as RabbitMQ's `rabbit@host`.
+/// This node's name, as RabbitMQ's `rabbit@host` (asked of the system
+/// once: listings name the node in every item).
 pub fn node_name() -> String {
-    format!("warren@{}", hostname())
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| format!("warren@{}", hostname()))
+        .clone()
 }
 
 fn hostname() -> String {

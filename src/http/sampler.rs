@@ -75,7 +75,7 @@ pub fn sample(broker: &Broker) {
             let key = RateKey::Queue(queue.vhost.clone(), queue.name.clone());
             rates.record(round, key, now, &values);
         }
-        for exchange in vhost.exchanges() {
+        for exchange in vhost.exchange_infos() {
             let key = RateKey::Exchange(vhost.name.clone(), exchange.name.clone());
             let values = [
                 ("publish_in", exchange.publish_in),
