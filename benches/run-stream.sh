@@ -13,7 +13,8 @@
 # Environment: WARREN_BIN (target/release/warren), RABBIT_URI
 # (amqp://guest:guest@127.0.0.1:5673/%2f), RABBIT_PID (its beam.smp, for RSS),
 # RABBIT_MGMT (http://127.0.0.1:15673, to delete the replay stream after),
-# COUNT (10000000), WARREN_PORT (5690), OUT (benches/results/stream-<time>.jsonl).
+# COUNT (10000000), WARMUP (2) and DURATION (10) s of the windows,
+# PHASE_TIMEOUT (900 s), WARREN_PORT (5690), OUT (benches/results/stream-<time>.jsonl).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,8 +47,9 @@ sleep 0.5
 echo "== $(date -u +%FT%TZ) stream: warren $WARREN_BIN pid $W_PID, rabbitmq $RABBIT_URI pid ${RABBIT_PID:-?}" | tee -a "$LOG"
 "$PERF" stream --uri "$W_URI" --broker-pid "$W_PID" --label warren \
     --compare "$RABBIT_URI" ${RABBIT_PID:+--compare-pid "$RABBIT_PID"} --compare-label rabbitmq \
-    --rounds 1 --count "$COUNT" --queue perf-stream-replay --warmup 2 --duration 10 \
-    --timeout 900 >>"$OUT" 2>>"$LOG"
+    --rounds 1 --count "$COUNT" --queue perf-stream-replay \
+    --warmup "${WARMUP:-2}" --duration "${DURATION:-10}" \
+    --timeout "${PHASE_TIMEOUT:-900}" >>"$OUT" 2>>"$LOG"
 
 # The replay stream stays in Warren's directory for the start-up below; the
 # shared RabbitMQ node gets its queue back.
