@@ -39,34 +39,52 @@ RMQ_BEAM_PID=""
 RMQ_EPMD_BEFORE=""
 RMQ_WHY=""
 RMQ_MGMT_PORT=""
+RMQ_PROM_PORT=""
 RMQ_HTTP_URI=""
 
-# Installs Debian's rabbitmq-server when it is missing and we are root.
-# The package's maintainer scripts would start the system's own node (port
-# 5672, as user rabbitmq): a policy-rc.d that refuses every start keeps the
-# install from starting anything.
-rabbitmq_install() {
-    [[ -x $RMQ_SERVER ]] && return 0
+# Installs Debian packages when we are root with apt-get. The maintainer
+# scripts of rabbitmq-server and prometheus would start the system's own
+# services (RabbitMQ on 5672, Prometheus on 9090): a policy-rc.d that
+# refuses every start keeps the install from starting anything.
+APT_UPDATED=0
+apt_install() {
     if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
-        RMQ_WHY="rabbitmq-server is not installed (and this is not root with apt-get)"
         return 1
     fi
-    echo "==> installing rabbitmq-server (apt-get)"
-    local policy=/usr/sbin/policy-rc.d made_policy=0
+    echo "==> installing $* (apt-get)"
+    local policy=/usr/sbin/policy-rc.d made_policy=0 ok=0
     if [[ ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
     fi
-    local ok=0
-    if timeout 600 apt-get update -qq >/dev/null &&
+    if { [[ $APT_UPDATED -eq 1 ]] || timeout 600 apt-get update -qq >/dev/null; } &&
         DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq \
-            --no-install-recommends rabbitmq-server >/dev/null; then
+            --no-install-recommends "$@" >/dev/null; then
         ok=1
+        APT_UPDATED=1
     fi
     [[ $made_policy -eq 1 ]] && rm -f "$policy"
-    if [[ $ok -eq 0 || ! -x $RMQ_SERVER ]]; then
-        RMQ_WHY="apt-get install rabbitmq-server failed"
+    [[ $ok -eq 1 ]]
+}
+
+# Installs Debian's rabbitmq-server when it is missing and we are root.
+rabbitmq_install() {
+    [[ -x $RMQ_SERVER ]] && return 0
+    if ! apt_install rabbitmq-server || [[ ! -x $RMQ_SERVER ]]; then
+        RMQ_WHY="rabbitmq-server is not installed and could not be (apt-get, as root)"
         return 1
     fi
+}
+
+# The other programs the suites drive: a real Prometheus scrapes the
+# metrics (tests/prometheus.rs) and Debian's Chromium runs the UI's browser
+# test (interop/ui). Each suite says so and skips when its program is
+# missing; CI installs them.
+tools_install() {
+    local want=()
+    command -v prometheus >/dev/null || want+=(prometheus)
+    [[ -x /usr/bin/chromium ]] || want+=(chromium)
+    ((${#want[@]} == 0)) && return 0
+    apt_install "${want[@]}" || echo "==> could not install ${want[*]}; the suites that need them skip"
 }
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -106,7 +124,8 @@ rabbitmq_start() {
     local port=${RMQ_TEST_PORT:-}
     if [[ -z $port ]]; then
         for p in $(seq 5690 5699); do
-            if port_free "$p" && port_free $((p + 20000)) && port_free $((p + 10000)); then
+            if port_free "$p" && port_free $((p + 20000)) && port_free $((p + 10000)) &&
+                port_free $((p + 10010)); then
                 port=$p
                 break
             fi
@@ -123,11 +142,12 @@ rabbitmq_start() {
     # The management plugin: the tests that manage users, vhosts and
     # permissions do it through its HTTP API (WARREN_TEST_HTTP_URI).
     RMQ_MGMT_PORT=$((port + 10000))
-    echo '[rabbitmq_management].' >"$RMQ_BASE/enabled_plugins"
+    RMQ_PROM_PORT=$((port + 10010))
+    echo '[rabbitmq_management,rabbitmq_prometheus].' >"$RMQ_BASE/enabled_plugins"
     # benches/rabbit-node.sh writes the config (loopback listeners only) and
     # runs the node in the foreground of its own session.
     RMQB_NODE=$RMQ_NODE RMQB_PORT=$port RMQB_DIST_PORT=$((port + 20000)) RMQB_BASE=$RMQ_BASE \
-        RMQB_MGMT_PORT=$RMQ_MGMT_PORT \
+        RMQB_MGMT_PORT=$RMQ_MGMT_PORT RMQB_PROM_PORT=$RMQ_PROM_PORT \
         RABBITMQ_ENABLED_PLUGINS_FILE="$RMQ_BASE/enabled_plugins" \
         setsid benches/rabbit-node.sh run >"$RMQ_BASE/out.log" 2>&1 </dev/null &
     RMQ_SCRIPT_PID=$!
@@ -177,6 +197,7 @@ trap rabbitmq_stop EXIT
 trap 'exit 130' INT TERM
 
 status=0
+tools_install
 if [[ -n ${WARREN_SKIP_RABBITMQ:-} ]]; then
     echo "==> RabbitMQ pass skipped (WARREN_SKIP_RABBITMQ is set)"
 elif boot=$SECONDS && rabbitmq_install && rabbitmq_start; then
@@ -186,7 +207,21 @@ elif boot=$SECONDS && rabbitmq_install && rabbitmq_start; then
     rabbit_status=0
     WARREN_TEST_AMQP_URI=$RMQ_URI WARREN_TEST_HTTP_URI=$RMQ_HTTP_URI cargo test --no-fail-fast --test '*' ||
         rabbit_status=$?
-    AMQP_URL=$RMQ_URI ./interop/run.sh || rabbit_status=$?
+    # The definitions suite moves definitions between this node and a
+    # Warren it starts, both ways.
+    AMQP_URL=$RMQ_URI RABBITMQ_AMQP_URL=$RMQ_URI RABBITMQ_HTTP_URL=$RMQ_HTTP_URI \
+        ./interop/run.sh || rabbit_status=$?
+    # The management API's own clients, checked against this node and then
+    # against Warren: rabbitmqadmin as the node serves it, and Warren's
+    # metric families against the node's rabbitmq_prometheus.
+    echo "==> RabbitMQ pass: rabbitmqadmin against RabbitMQ, then against Warren"
+    RABBITMQADMIN_URL="http://127.0.0.1:$RMQ_MGMT_PORT/cli/rabbitmqadmin" \
+        ADMIN_HOST=127.0.0.1 ADMIN_PORT=$RMQ_MGMT_PORT ./interop/rabbitmqadmin/run.sh ||
+        rabbit_status=$?
+    RABBITMQADMIN_URL="http://127.0.0.1:$RMQ_MGMT_PORT/cli/rabbitmqadmin" \
+        ./interop/rabbitmqadmin/run.sh || rabbit_status=$?
+    WARREN_TEST_PROMETHEUS_URI="http://127.0.0.1:$RMQ_PROM_PORT" \
+        cargo test --test prometheus || rabbit_status=$?
     rabbitmq_stop
     echo "==> RabbitMQ pass: $([[ $rabbit_status -eq 0 ]] && echo ok || echo FAILED) in $(elapsed $((SECONDS - start)))"
     [[ $rabbit_status -ne 0 ]] && status=$rabbit_status
@@ -205,6 +240,13 @@ cargo test --no-fail-fast --all-targets || warren_status=$?
 cargo test --doc || warren_status=$?
 echo "==> Warren pass: interop suites"
 ./interop/run.sh || warren_status=$?
+echo "==> Warren pass: the management UI in Chromium"
+if [[ -x ${CHROMIUM:-/usr/bin/chromium} ]]; then
+    UI_TARGET=warren ./interop/ui/run.sh || warren_status=$?
+else
+    echo "==> Warren pass: no Chromium (apt-get install chromium); the UI test is skipped"
+    [[ ${CI:-} == true ]] && warren_status=1
+fi
 echo "==> Warren pass: $([[ $warren_status -eq 0 ]] && echo ok || echo FAILED) in $(elapsed $((SECONDS - start)))"
 [[ $warren_status -ne 0 ]] && status=$warren_status
 exit $status

@@ -18,7 +18,8 @@
 # Environment: RMQB_NODE (rmqbench@localhost), RMQB_PORT (5674),
 #   RMQB_DIST_PORT (25674), RMQB_BASE (/tmp/rmqbench), RMQB_MGMT_PORT (unset:
 #   no management listener; set: its port on 127.0.0.1, for a node whose
-#   enabled plugins include rabbitmq_management)
+#   enabled plugins include rabbitmq_management), RMQB_PROM_PORT (the same
+#   for rabbitmq_prometheus)
 set -euo pipefail
 NODE=${RMQB_NODE:-rmqbench@localhost}
 PORT=${RMQB_PORT:-5674}
@@ -31,6 +32,10 @@ setup() {
         >"$BASE/rabbitmq.conf"
     if [[ -n ${RMQB_MGMT_PORT:-} ]]; then
         printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\n' "$RMQB_MGMT_PORT" \
+            >>"$BASE/rabbitmq.conf"
+    fi
+    if [[ -n ${RMQB_PROM_PORT:-} ]]; then
+        printf 'prometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = %s\n' "$RMQB_PROM_PORT" \
             >>"$BASE/rabbitmq.conf"
     fi
 }
