@@ -73,6 +73,11 @@ node_modules() {
 # no test (pytest exit 5) does not count as a failure unless none ran. They
 # mean nothing to the node suite, which then does not run.
 SUITES="${INTEROP_SUITES:-pika celery amqpstorm aiormq aio_pika node definitions}"
+# Every broker a suite starts serves its management API and metrics on
+# ephemeral loopback ports, so suites and parallel runs never contend for
+# 15672 and 15692.
+export WARREN_MANAGEMENT_LISTEN=${WARREN_MANAGEMENT_LISTEN:-127.0.0.1:0}
+export WARREN_PROMETHEUS_LISTEN=${WARREN_PROMETHEUS_LISTEN:-127.0.0.1:0}
 # Seconds, per suite (each takes well under half of its bound).
 declare -A BOUND=([pika]=300 [celery]=240 [amqpstorm]=120 [aiormq]=120 [aio_pika]=180 [node]=180 [definitions]=120)
 status=0

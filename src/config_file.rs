@@ -102,6 +102,9 @@ fn listener(value: &str) -> Result<String, String> {
 pub fn parse_rabbitmq_conf(text: &str) -> Result<FileSettings, String> {
     let mut settings = FileSettings::default();
     let mut loopback: Option<Vec<String>> = None;
+    // (ip, port) of the management and Prometheus listeners.
+    let mut management: (Option<String>, Option<String>) = (None, None);
+    let mut prometheus: (Option<String>, Option<String>) = (None, None);
     for (number, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
@@ -135,6 +138,10 @@ pub fn parse_rabbitmq_conf(text: &str) -> Result<FileSettings, String> {
                 flag("handshake-timeout-secs", ms.div_ceil(1000).to_string())
             }
             "log.console.level" | "log.file.level" => flag("log-level", value.to_string()),
+            "management.tcp.ip" => management.0 = Some(value.to_string()),
+            "management.tcp.port" => management.1 = Some(value.to_string()),
+            "prometheus.tcp.ip" => prometheus.0 = Some(value.to_string()),
+            "prometheus.tcp.port" => prometheus.1 = Some(value.to_string()),
             "loopback_users" if value == "none" => loopback = Some(Vec::new()),
             _ if key.starts_with("loopback_users.") => {
                 let name = &key["loopback_users.".len()..];
@@ -158,6 +165,20 @@ pub fn parse_rabbitmq_conf(text: &str) -> Result<FileSettings, String> {
             list.join(",")
         };
         settings.flags.push(("loopback-users".into(), value));
+    }
+    for (name, (ip, port), default_port) in [
+        ("management-listen", management, "15672"),
+        ("prometheus-listen", prometheus, "15692"),
+    ] {
+        if ip.is_none() && port.is_none() {
+            continue;
+        }
+        let ip = ip.unwrap_or_else(|| "0.0.0.0".to_string());
+        let port = port.unwrap_or_else(|| default_port.to_string());
+        let addr = format!("{ip}:{port}")
+            .parse::<std::net::SocketAddr>()
+            .map_err(|_| format!("{name}: '{ip}' and '{port}' make no address"))?;
+        settings.flags.push((name.into(), addr.to_string()));
     }
     Ok(settings)
 }
@@ -236,7 +257,9 @@ read = ".*"
              disk_free_limit.absolute = 2GB\n\
              consumer_timeout = 3600000\n\
              max_message_size = 1048576\n\
-             management.tcp.port = 15672\n",
+             management.tcp.port = 15673\n\
+             prometheus.tcp.ip = 127.0.0.1\n\
+             cluster_formation.peer_discovery_backend = classic_config\n",
         )
         .unwrap();
         let get = |name: &str| {
@@ -254,6 +277,8 @@ read = ".*"
         assert_eq!(get("disk-free-limit"), Some("2GB"));
         assert_eq!(get("consumer-timeout"), Some("3600000"));
         assert_eq!(get("max-message-size"), Some("1048576"));
+        assert_eq!(get("management-listen"), Some("0.0.0.0:15673"));
+        assert_eq!(get("prometheus-listen"), Some("127.0.0.1:15692"));
         assert_eq!(settings.warnings.len(), 1);
         let none = parse_rabbitmq_conf("loopback_users = none").unwrap();
         assert_eq!(none.flags, vec![("loopback-users".into(), "none".into())]);

@@ -27,6 +27,8 @@ async fn a_toml_file_sets_flags_users_vhosts_and_permissions() {
         format!(
             r#"
 listen = "127.0.0.1:0"
+management-listen = "127.0.0.1:0"
+prometheus-listen = "127.0.0.1:0"
 data-dir = "{}"
 heartbeat = 30
 consumer_timeout = 60000
@@ -101,7 +103,11 @@ async fn a_rabbitmq_conf_file_sets_what_local_setups_use() {
              disk_free_limit.absolute = 1MB\n\
              consumer_timeout = 900000\n\
              max_message_size = 1048576\n\
-             management.tcp.port = 15672\n",
+             management.tcp.ip = 127.0.0.1\n\
+             management.tcp.port = 0\n\
+             prometheus.tcp.ip = 127.0.0.1\n\
+             prometheus.tcp.port = 0\n\
+             cluster_formation.peer_discovery_backend = classic_config\n",
             definitions.display()
         ),
     )
@@ -118,7 +124,11 @@ async fn a_rabbitmq_conf_file_sets_what_local_setups_use() {
     assert_eq!(config.consumer_timeout_ms, 900_000);
     assert_eq!(config.max_message_size, 1_048_576);
     assert!(config.loopback_users().is_empty());
-    assert_eq!(config.config_warnings.len(), 1, "management.tcp.port");
+    assert_eq!(
+        config.management_listen,
+        "127.0.0.1:0".parse::<std::net::SocketAddr>().unwrap()
+    );
+    assert_eq!(config.config_warnings.len(), 1, "cluster_formation");
     let broker = TestBroker::start_config(config).await;
     let (conn, ch) = broker.channel_as("shopper", "s3cret", "shop").await;
     declare_passive(&ch, "preloaded")
@@ -151,6 +161,8 @@ async fn a_bad_file_is_refused_with_its_name_and_reason() {
     .unwrap();
     let mut config = config_from(&["--config", file.to_str().unwrap()]);
     config.listen = "127.0.0.1:0".parse().unwrap();
+    config.management_listen = "127.0.0.1:0".parse().unwrap();
+    config.prometheus_listen = "127.0.0.1:0".parse().unwrap();
     config.data_dir = dir.join("data");
     let error = Server::start(config).await.expect_err("refused");
     assert!(
