@@ -72,7 +72,8 @@ pub fn table_to_json(table: &FieldTable) -> Value {
     )
 }
 
-fn value_to_json(value: &AMQPValue) -> Value {
+/// One AMQP value as JSON, as the management API shows it.
+pub fn value_to_json(value: &AMQPValue) -> Value {
     match value {
         AMQPValue::Boolean(b) => json!(b),
         AMQPValue::ShortShortInt(n) => json!(n),

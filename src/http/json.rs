@@ -9,36 +9,9 @@ use serde_json::{Map, Value, json};
 use super::error::{ApiError, ApiResult};
 use crate::protocol::properties::Fields;
 
-/// A field table as a JSON object.
+/// A field table as a JSON object (the same rendering definitions use).
 pub fn table(table: &FieldTable) -> Value {
-    let mut out = Map::new();
-    for (key, value) in table.inner() {
-        out.insert(key.to_string(), value_json(value));
-    }
-    Value::Object(out)
-}
-
-pub fn value_json(value: &AMQPValue) -> Value {
-    match value {
-        AMQPValue::Boolean(b) => json!(b),
-        AMQPValue::ShortShortInt(n) => json!(n),
-        AMQPValue::ShortShortUInt(n) => json!(n),
-        AMQPValue::ShortInt(n) => json!(n),
-        AMQPValue::ShortUInt(n) => json!(n),
-        AMQPValue::LongInt(n) => json!(n),
-        AMQPValue::LongUInt(n) => json!(n),
-        AMQPValue::LongLongInt(n) => json!(n),
-        AMQPValue::Float(f) => json!(f),
-        AMQPValue::Double(f) => json!(f),
-        AMQPValue::DecimalValue(d) => json!(d.value as f64 / 10f64.powi(d.scale as i32)),
-        AMQPValue::ShortString(s) => json!(s.as_str()),
-        AMQPValue::LongString(s) => json!(String::from_utf8_lossy(s.as_bytes())),
-        AMQPValue::ByteArray(b) => json!(String::from_utf8_lossy(b.as_slice())),
-        AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(value_json).collect()),
-        AMQPValue::Timestamp(t) => json!(t),
-        AMQPValue::FieldTable(t) => table(t),
-        AMQPValue::Void => Value::Null,
-    }
+    crate::definitions::table_to_json(table)
 }
 
 /// A JSON object as a field table (RabbitMQ's types: strings are long
